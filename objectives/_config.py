@@ -1,0 +1,97 @@
+"""The hyperparameters one trial trains with, validated before training starts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd")
+SCHEDULERS: tuple[str, ...] = ("cosine", "cosine_warmup", "constant")
+
+
+class ConfigError(ValueError):
+    """A hyperparameter value a trial cannot train with."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything the training loop reads; the rest goes to the model builder.
+
+    Args:
+        optimizer: ``"adamw"`` (decoupled weight decay), ``"adam"`` or ``"sgd"``
+            (momentum 0.9, Nesterov).
+        lr: Peak learning rate.
+        weight_decay: Decay of weights; biases and norm weights never decay.
+        batch_size: Examples per optimizer step.
+        scheduler: ``"cosine"`` (CosineAnnealingLR per step to ``eta_min``),
+            ``"cosine_warmup"`` (linear warmup, then cosine) or ``"constant"``.
+        warmup_fraction: Fraction of all steps spent warming up (cosine_warmup).
+        grad_clip: Max global gradient norm, or ``None`` for no clipping.
+        dropout: Passed to the model builder as ``dropout``.
+        eta_min: The cosine schedule's final LR (the guide's ``eta_min=1e-6``).
+        model: Other parameters, passed to the model builder.
+
+    Example:
+        >>> TrainConfig.from_params({"lr": 1e-3, "hidden": 64}).model
+        {'hidden': 64}
+    """
+
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    scheduler: str = "cosine"
+    warmup_fraction: float = 0.0
+    grad_clip: float | None = None
+    dropout: float = 0.0
+    eta_min: float = 1e-6
+    model: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"optimizer must be one of {OPTIMIZERS}, but got {self.optimizer!r}."
+            )
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(
+                f"scheduler must be one of {SCHEDULERS}, but got {self.scheduler!r}."
+            )
+        _positive("lr", self.lr)
+        _positive("batch_size", self.batch_size)
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool):
+            raise ConfigError(f"batch_size must be an integer, but got {self.batch_size!r}.")
+        _in_range("weight_decay", self.weight_decay, 0.0, math.inf)
+        _in_range("warmup_fraction", self.warmup_fraction, 0.0, 1.0)
+        _in_range("dropout", self.dropout, 0.0, 1.0)
+        _in_range("eta_min", self.eta_min, 0.0, math.inf)
+        if self.grad_clip is not None:
+            _positive("grad_clip", self.grad_clip)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TrainConfig:
+        """Split a flat parameter dict into the loop's settings and the model's."""
+        names = {f.name for f in fields(cls)} - {"model"}
+        own = {k: v for k, v in params.items() if k in names}
+        if own.get("grad_clip") in (0, 0.0):
+            own["grad_clip"] = None
+        model = {k: v for k, v in params.items() if k not in names}
+        return cls(**own, model=model)
+
+    @property
+    def model_params(self) -> dict[str, Any]:
+        """What the model builder receives: the extra parameters plus ``dropout``."""
+        return {**self.model, "dropout": self.dropout}
+
+
+def _positive(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ConfigError(f"{name} must be a positive number, but got {value!r}.")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, but got {value!r}.")
+
+
+def _in_range(name: str, value: Any, low: float, high: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{name} must be in [{low}, {high}], but got {value!r}.")

@@ -1,0 +1,111 @@
+"""The Optuna objective of one stage: suggest, train, report every epoch, prune."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from objectives._config import TrainConfig
+from objectives._tasks import load_splits
+from objectives._train import EpochStats, NonFiniteLossError, default_device, train
+
+if TYPE_CHECKING:
+    import optuna
+    import torch
+
+    from objectives._tasks import Task
+    from spaces import Param
+
+
+def suggest(trial: optuna.Trial, param: Param) -> Any:
+    """Ask the trial for one parameter of a stage's search space."""
+    from spaces import CategoricalParam, IntParam
+
+    if isinstance(param, CategoricalParam):
+        return trial.suggest_categorical(param.name, list(param.choices))
+    if isinstance(param, IntParam):
+        return trial.suggest_int(param.name, param.low, param.high, log=param.log)
+    return trial.suggest_float(param.name, param.low, param.high, log=param.log)
+
+
+@dataclass
+class StageObjective:
+    """Train one trial of a stage and return its final validation metric.
+
+    Args:
+        task: What to train.
+        searched: The stage's own parameters, sampled by the stage's sampler.
+        carried: Parameters fixed by earlier stages, with the ranges they were
+            searched in; the stage's sampler must fix them (``PartialFixedSampler``)
+            so that they appear in every trial's ``params``.
+        defaults: Values of every other parameter (the plan's defaults).
+        epochs: Epochs per trial.
+        device: Where to train; CUDA when available by default.
+        seed: Trial ``n`` trains with torch seed ``seed + n``.
+    """
+
+    task: Task
+    searched: tuple[Param, ...]
+    carried: tuple[Param, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    epochs: int = 20
+    device: torch.device | None = None
+    seed: int = 0
+
+    def params_for(self, trial: optuna.Trial) -> dict[str, Any]:
+        params = dict(self.defaults)
+        for param in (*self.carried, *self.searched):
+            params[param.name] = suggest(trial, param)
+        return params
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        import optuna
+
+        params = self.params_for(trial)
+        config = TrainConfig.from_params(params)
+        trial.set_user_attr("config", _jsonable(params))
+
+        last: list[EpochStats] = []
+
+        def on_epoch(stats: EpochStats) -> None:
+            if not (math.isfinite(stats.val_loss) and math.isfinite(stats.val_metric)):
+                raise NonFiniteLossError(stats.epoch, -1, stats.val_loss)
+            last[:] = [stats]
+            trial.report(stats.val_metric, stats.epoch)
+            if trial.should_prune():
+                trial.set_user_attr("pruned_at_epoch", stats.epoch)
+                raise optuna.TrialPruned(f"pruned at epoch {stats.epoch}")
+
+        try:
+            result = train(
+                self.task,
+                load_splits(self.task),
+                config,
+                epochs=self.epochs,
+                device=self.device or default_device(),
+                seed=self.seed + trial.number,
+                on_epoch=on_epoch,
+            )
+        except NonFiniteLossError as error:
+            # The search goes on: the trial ends as pruned, so that samplers rank it
+            # below every trial that trained, and the reason is on the trial.
+            trial.set_user_attr("prune_reason", str(error))
+            raise optuna.TrialPruned(str(error)) from None
+        finally:
+            if last:
+                _record(trial, last[0])
+        return result.final.val_metric
+
+
+def _record(trial: optuna.Trial, stats: EpochStats) -> None:
+    """The last epoch's numbers, written once when the trial ends (not every epoch)."""
+    trial.set_user_attr("epochs_run", stats.epoch)
+    trial.set_user_attr("train_loss", stats.train_loss)
+    trial.set_user_attr("val_loss", stats.val_loss)
+    trial.set_user_attr("val_metric", stats.val_metric)
+
+
+def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in sorted(params.items())}

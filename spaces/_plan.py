@@ -1,0 +1,249 @@
+"""Stages and plans: the guide's tuning order as a sequence of Optuna studies."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from spaces._params import Param, SpaceError
+
+if TYPE_CHECKING:
+    from optuna.pruners import BasePruner
+    from optuna.samplers import BaseSampler
+
+PrunerKind = Literal["median", "successive_halving", "none"]
+SamplerKind = Literal["tpe", "random", "grid"]
+PRUNER_KINDS: tuple[str, ...] = ("median", "successive_halving", "none")
+SAMPLER_KINDS: tuple[str, ...] = ("tpe", "random", "grid")
+
+
+@dataclass(frozen=True)
+class PrunerSpec:
+    """How a stage prunes, independent of the number of epochs.
+
+    Args:
+        kind: ``"median"`` (Optuna's MedianPruner), ``"successive_halving"`` or ``"none"``.
+        n_startup_trials: Trials that finish before any pruning (median only).
+        warmup_fraction: No trial is pruned before this fraction of its epochs ran.
+            Stages whose parameters act late in training (weight decay, dropout) use a
+            later first rung: pruning them at epoch 1 ranks seed noise.
+
+    Example:
+        >>> PrunerSpec("median", warmup_fraction=0.5).build(epochs=10).__class__.__name__
+        'MedianPruner'
+    """
+
+    kind: PrunerKind = "median"
+    n_startup_trials: int = 3
+    warmup_fraction: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.kind not in PRUNER_KINDS:
+            raise SpaceError(f"pruner: unknown kind {self.kind!r}; allowed: {PRUNER_KINDS}.")
+        if isinstance(self.n_startup_trials, bool) or not isinstance(self.n_startup_trials, int):
+            raise SpaceError(
+                f"pruner: n_startup_trials must be an integer, got {self.n_startup_trials!r}."
+            )
+        if self.n_startup_trials < 0:
+            raise SpaceError(
+                f"pruner: n_startup_trials must be >= 0, but got {self.n_startup_trials!r}."
+            )
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise SpaceError(
+                f"pruner: warmup_fraction must be in [0, 1), but got {self.warmup_fraction!r}."
+            )
+
+    def first_step(self, epochs: int) -> int:
+        """The first epoch (1-based report step) at which a trial may be pruned."""
+        return max(1, round(self.warmup_fraction * epochs))
+
+    def build(self, epochs: int) -> BasePruner:
+        import optuna
+
+        if self.kind == "none":
+            return optuna.pruners.NopPruner()
+        if self.kind == "successive_halving":
+            return optuna.pruners.SuccessiveHalvingPruner(
+                min_resource=self.first_step(epochs), reduction_factor=3
+            )
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=self.n_startup_trials, n_warmup_steps=self.first_step(epochs)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "n_startup_trials": self.n_startup_trials,
+            "warmup_fraction": self.warmup_fraction,
+        }
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """How a stage samples its parameters.
+
+    Args:
+        kind: ``"tpe"``, ``"random"``, or ``"grid"`` (every combination of
+            categorical parameters, e.g. the guide's step-3 weight-decay grid).
+        n_startup_trials: Random trials before TPE models the results; ``None``
+            takes a third of the stage's budget.
+    """
+
+    kind: SamplerKind = "tpe"
+    n_startup_trials: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in SAMPLER_KINDS:
+            raise SpaceError(f"sampler: unknown kind {self.kind!r}; allowed: {SAMPLER_KINDS}.")
+        if self.n_startup_trials is not None and self.n_startup_trials < 0:
+            raise SpaceError(
+                f"sampler: n_startup_trials must be >= 0, but got {self.n_startup_trials!r}."
+            )
+
+    def build(self, stage: Stage, *, seed: int | None) -> BaseSampler:
+        import optuna
+
+        if self.kind == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if self.kind == "grid":
+            grid: dict[str, Sequence[Any]] = {}
+            for param in stage.params:
+                choices = getattr(param, "choices", None)
+                if choices is None:
+                    raise SpaceError(
+                        f"stage {stage.name!r}: a grid sampler needs categorical parameters, "
+                        f"but {param.name!r} is a range."
+                    )
+                grid[param.name] = list(choices)
+            return optuna.samplers.GridSampler(grid, seed=seed)
+        startup = self.n_startup_trials
+        if startup is None:
+            startup = max(1, stage.n_trials // 3)
+        return optuna.samplers.TPESampler(n_startup_trials=startup, seed=seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "n_startup_trials": self.n_startup_trials}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a plan: an Optuna study that searches ``params``.
+
+    Args:
+        name: Stage name; the study is called ``"<search>/<name>"``.
+        params: The hyperparameters this stage searches.
+        n_trials: Budget: finished (complete + pruned) trials the stage needs.
+        pruner: How bad trials are stopped early.
+        sampler: How parameters are sampled.
+        why: One line on why this stage is here (shown in notes and summaries).
+
+    Example:
+        >>> from spaces import FloatParam
+        >>> Stage("lr", (FloatParam("lr", 1e-4, 1e-2, log=True),), n_trials=8).param_names
+        ('lr',)
+    """
+
+    name: str
+    params: tuple[Param, ...]
+    n_trials: int
+    pruner: PrunerSpec = field(default_factory=PrunerSpec)
+    sampler: SamplerSpec = field(default_factory=SamplerSpec)
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
+            raise SpaceError(
+                f"A stage name must be a non-empty string without '/', but got {self.name!r}."
+            )
+        if not isinstance(self.params, tuple):
+            object.__setattr__(self, "params", tuple(self.params))
+        if not self.params:
+            raise SpaceError(f"stage {self.name!r}: params must not be empty.")
+        names = [p.name for p in self.params]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise SpaceError(f"stage {self.name!r}: parameter(s) listed twice: {duplicated}.")
+        if isinstance(self.n_trials, bool) or not isinstance(self.n_trials, int):
+            raise SpaceError(
+                f"stage {self.name!r}: n_trials must be an integer, but got {self.n_trials!r}."
+            )
+        if self.n_trials < 1:
+            raise SpaceError(
+                f"stage {self.name!r}: n_trials must be >= 1, but got {self.n_trials!r}."
+            )
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "n_trials": self.n_trials,
+            "params": {p.name: p.to_dict() for p in self.params},
+            "pruner": self.pruner.to_dict(),
+            "sampler": self.sampler.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Ordered stages plus the values every parameter has before it is tuned.
+
+    Args:
+        stages: Stages, run in order; each carries its best values forward.
+        defaults: The guide's step-1 defaults (and the task's own settings) for
+            every parameter a trial needs.
+        profile: Name of the profile the plan was made from.
+
+    Example:
+        >>> from spaces import default_plan
+        >>> [s.name for s in default_plan("mlp").stages]
+        ['lr', 'weight_decay', 'regularization']
+    """
+
+    stages: tuple[Stage, ...]
+    defaults: Mapping[str, Any]
+    profile: str = "custom"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stages, tuple):
+            object.__setattr__(self, "stages", tuple(self.stages))
+        if not self.stages:
+            raise SpaceError("A plan needs at least one stage.")
+        names = [s.name for s in self.stages]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise SpaceError(f"Stage names must be unique, but {duplicated} appear twice.")
+        object.__setattr__(self, "defaults", dict(self.defaults))
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise SpaceError(f"Unknown stage {name!r}; this plan has {[s.name for s in self.stages]}.")
+
+    def with_trials(self, n_trials: int) -> Plan:
+        """The same plan with every stage's budget set to ``n_trials``."""
+        return replace(self, stages=tuple(replace(s, n_trials=n_trials) for s in self.stages))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "defaults": dict(sorted(self.defaults.items())),
+            "stages": [s.to_dict() for s in self.stages],
+        }
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that decides which trials a search runs."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
