@@ -74,7 +74,8 @@ def recover_dead_trials(study: optuna.Study, *, max_age: timedelta | None = None
     from optuna.trial import TrialState
 
     storage = study._storage
-    callback = getattr(storage, "heartbeat_stale_trial_callback", None)
+    get_callback = getattr(storage, "get_heartbeat_stale_trial_callback", None)
+    callback = get_callback() if get_callback is not None else None
     now = datetime.now()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+from optuna.pruners import MedianPruner, NopPruner, SuccessiveHalvingPruner
+
+from spaces import FloatParam, Plan, PrunerSpec, SpaceError, Stage, default_plan
+from spaces import _guide as guide
+
+
+def test_default_plan_is_lr_then_weight_decay_then_regularization() -> None:
+    plan = default_plan("mlp")
+    assert [s.name for s in plan.stages] == ["lr", "weight_decay", "regularization"]
+    assert [s.param_names for s in plan.stages] == [("lr",), ("weight_decay",), ("dropout",)]
+
+
+def test_default_plan_ranges_equal_the_guides_tables() -> None:
+    plan = default_plan("mlp")
+    lr = plan.stage("lr").param("lr")
+    row = guide.LEARNING_RATE["adamw_scratch"]
+    assert (lr.low, lr.high, lr.log) == (row.search_low, row.search_high, True)  # type: ignore[union-attr]
+    assert lr.source == row.source
+    wd = plan.stage("weight_decay").param("weight_decay")
+    assert (wd.low, wd.high) == (min(guide.WEIGHT_DECAY_GRID), max(guide.WEIGHT_DECAY_GRID))  # type: ignore[union-attr]
+    assert "Step 3" in wd.source
+    dropout = plan.stage("regularization").param("dropout")
+    assert (dropout.low, dropout.high) == (0.0, guide.DROPOUT["fc"].high)  # type: ignore[union-attr]
+    assert plan.defaults["lr"] == row.default
+    assert plan.defaults["weight_decay"] == guide.STEP_ONE["adamw"].weight_decay
+    assert plan.defaults["dropout"] == guide.DROPOUT["fc"].low
+
+
+def test_every_default_lies_in_the_range_that_searches_it() -> None:
+    plan = default_plan("mlp")
+    for stage in plan.stages:
+        for param in stage.params:
+            assert param.contains(plan.defaults[param.name]), param.name
+
+
+def test_with_trials_sets_every_budget() -> None:
+    assert [s.n_trials for s in default_plan("mlp", n_trials=4).stages] == [4, 4, 4]
+
+
+def test_unknown_profile_lists_the_known_ones() -> None:
+    with pytest.raises(SpaceError, match=r"Unknown profile 'cnnn'; available: \['mlp'"):
+        default_plan("cnnn")
+
+
+def test_stage_validation() -> None:
+    lr = FloatParam("lr", 1e-4, 1e-2, log=True)
+    with pytest.raises(SpaceError, match="n_trials must be >= 1, but got 0"):
+        Stage("lr", (lr,), n_trials=0)
+    with pytest.raises(SpaceError, match="without '/'"):
+        Stage("a/b", (lr,), n_trials=2)
+    with pytest.raises(SpaceError, match=r"listed twice: \['lr'\]"):
+        Stage("lr", (lr, lr), n_trials=2)
+
+
+def test_plan_rejects_duplicate_stage_names() -> None:
+    stage = Stage("lr", (FloatParam("lr", 1e-4, 1e-2, log=True),), n_trials=2)
+    with pytest.raises(SpaceError, match=r"\['lr'\] appear twice"):
+        Plan((stage, stage), {})
+
+
+def test_pruner_spec_builds_optuna_pruners_with_a_late_first_rung() -> None:
+    median = PrunerSpec("median", n_startup_trials=2, warmup_fraction=0.5).build(epochs=10)
+    assert isinstance(median, MedianPruner)
+    assert median._n_warmup_steps == 5
+    assert isinstance(PrunerSpec("none").build(10), NopPruner)
+    assert isinstance(PrunerSpec("successive_halving").build(10), SuccessiveHalvingPruner)
+    with pytest.raises(SpaceError, match="unknown kind 'hyper'"):
+        PrunerSpec("hyper")  # type: ignore[arg-type]
+
+
+def test_fingerprint_changes_with_ranges_and_budgets() -> None:
+    plan = default_plan("mlp")
+    assert plan.fingerprint() == default_plan("mlp").fingerprint()
+    assert plan.fingerprint() != plan.with_trials(3).fingerprint()

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import optuna
+import pytest
+
+from storage import StorageError, open_storage, redact, storage_url
+
+
+def test_default_storage_is_a_sqlite_file_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    storage = open_storage(None)
+    optuna.create_study(storage=storage, study_name="s")
+    assert (tmp_path / "stagetune.db").is_file()
+
+
+def test_plain_sqlite_path_and_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert storage_url("runs/a.db") == "sqlite:///runs/a.db"
+    monkeypatch.setenv("STAGETUNE_TEST_PW", "s3cret")
+    assert (
+        storage_url("postgresql://me:${STAGETUNE_TEST_PW}@h/db") == "postgresql://me:s3cret@h/db"
+    )
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    optuna.create_study(storage=storage, study_name="s")
+    with storage.engine.connect() as connection:
+        mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+        timeout = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    assert mode == "wal"
+    assert timeout >= 10_000
+
+
+def test_heartbeat_is_on_with_retry_callback(sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    assert storage.get_heartbeat_interval() is not None
+    assert isinstance(
+        storage.get_heartbeat_stale_trial_callback(),
+        optuna.storages.RetryHeartbeatStaleTrialCallback,
+    )
+
+
+def test_invalid_url_is_a_one_line_error() -> None:
+    with pytest.raises(StorageError, match="Invalid storage URL 'not a url'"):
+        open_storage("not a url")
+    with pytest.raises(StorageError, match="Unknown database in storage URL 'foo://x'"):
+        open_storage("foo://x")
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=r"the directory .*nowhere.* does not exist"):
+        open_storage(f"sqlite:///{tmp_path / 'nowhere' / 'x.db'}")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(StorageError, match="is not writable"):
+            open_storage(f"sqlite:///{tmp_path / 'x.db'}")
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_read_only_open_of_a_missing_file_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "missing.db"
+    with pytest.raises(StorageError, match="No search database at"):
+        open_storage(f"sqlite:///{path}", read_only=True)
+    assert not path.exists()
+
+
+def test_passwords_never_appear_in_errors() -> None:
+    url = "postgresql://me:hunter2@127.0.0.1:1/db"
+    assert "hunter2" not in redact(url)
+    with pytest.raises(StorageError) as info:
+        open_storage(url)
+    assert "hunter2" not in str(info.value)
+    assert "me:***@127.0.0.1" in str(info.value)

@@ -1,0 +1,48 @@
+"""The import direction of DESIGN.md: spaces, storage -> objectives -> search."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OURS = {"spaces", "storage", "objectives", "search"}
+ALLOWED = {
+    "spaces": set(),
+    "storage": set(),
+    "objectives": {"spaces"},
+    "search": {"spaces", "storage", "objectives"},
+}
+
+
+def imported_packages(package: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                if top in OURS and top != package:
+                    found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(OURS))
+def test_imports_go_one_way(package: str) -> None:
+    forbidden = {k: v for k, v in imported_packages(package).items() if k not in ALLOWED[package]}
+    assert forbidden == {}, f"{package} imports {forbidden}"
+
+
+def test_the_check_sees_a_violation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "spaces"
+    fake.mkdir()
+    (fake / "_bad.py").write_text("from search import StagedSearch\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert imported_packages("spaces") == {"search": {"spaces/_bad.py"}}
