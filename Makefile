@@ -9,6 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stagetune-installed
 PACKAGES := search spaces objectives storage
+LINTED := $(PACKAGES) tests $(wildcard benchmarks examples)
 
 .PHONY: venv demo test lint typecheck pytest clean
 
@@ -25,8 +26,8 @@ demo: venv
 	$(BIN)/stagetune run --task digits-mlp --name demo
 
 lint: venv
-	$(BIN)/ruff check $(PACKAGES) tests benchmarks examples
-	$(BIN)/ruff format --check $(PACKAGES) tests benchmarks examples
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: venv
 	$(BIN)/mypy
