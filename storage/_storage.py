@@ -192,6 +192,12 @@ def open_storage(
     except RuntimeError as error:
         # Optuna's schema check: "... Please execute `$ optuna storage upgrade ...`".
         raise StorageError(str(error).replace(url, redact(url))) from None
+    except optuna.exceptions.StorageInternalError:
+        # Only without table creation: the database exists but holds no Optuna tables.
+        raise StorageError(
+            f"The database {redact(url)!r} holds no Optuna studies (no tables): run "
+            f"`stagetune run` first, or pass --storage with the URL the search used."
+        ) from None
     if parsed.get_backend_name() == "sqlite":
         sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_pragmas)
         rdb.engine.dispose()

@@ -2,11 +2,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import pytest
 
 from storage import StorageError, open_storage, redact, storage_url
+
+if TYPE_CHECKING:
+    from tests.conftest import StorageSupplier
 
 
 def test_default_storage_is_a_sqlite_file_in_the_working_directory(
@@ -72,6 +76,21 @@ def test_read_only_open_of_a_missing_file_creates_nothing(tmp_path: Path) -> Non
     with pytest.raises(StorageError, match="No search database at"):
         open_storage(f"sqlite:///{path}", read_only=True)
     assert not path.exists()
+
+
+def test_read_only_open_of_a_database_without_tables_creates_none(
+    storage_supplier: StorageSupplier,
+) -> None:
+    import sqlalchemy
+
+    url = storage_supplier.url()
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect() as connection:  # the file (or database) exists, empty
+        connection.execute(sqlalchemy.text("SELECT 1"))
+    with pytest.raises(StorageError, match="holds no Optuna studies .no tables.: run"):
+        open_storage(url, read_only=True)
+    assert sqlalchemy.inspect(engine).get_table_names() == []
+    engine.dispose()
 
 
 def test_passwords_never_appear_in_errors() -> None:
