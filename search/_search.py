@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from optuna.trial import TrialState
 
 from objectives import StageObjective, Task, get_task
+from search import _notes as notes
 from spaces import Param, Plan, Stage, default_plan
 from storage import (
     StageLineage,
@@ -200,6 +201,10 @@ class StagedSearch:
         """Each stage's progress, read from storage."""
         return search_status(self.storage, self.name)
 
+    @property
+    def _metric(self) -> str:
+        return f"val_{self.task.metric_name}"
+
     # -- one stage -----------------------------------------------------------------
 
     def _run_stage(
@@ -225,6 +230,7 @@ class StagedSearch:
         write_lineage(study, lineage)
         if index == 0:
             self._write_search_attrs(study)
+        notes.stage_started(study, self.plan, index, metric=self._metric)
         recover_dead_trials(study)
         if not study.trials:
             study.enqueue_trial(self._first_trial(stage, carried))
@@ -255,6 +261,7 @@ class StagedSearch:
             }
         )
         write_lineage(study, done)
+        notes.stage_finished(study, self.plan, index, metric=self._metric)
         return summarize(study, done)
 
     def _open_study(self, index: int, stage: Stage, fixed: Mapping[str, Any]) -> optuna.Study:

@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState, create_trial
+from optuna_dashboard import get_note
+
+from search import StagedSearch
+from search._notes import diagnosis_label, read_facts, search_note, stage_note
+from spaces import Plan, Stage, default_plan
+from storage import StageLineage, write_lineage
+from tests.search_tests.conftest import SmallSearch
+
+
+def note_of(url: str, study: str) -> str:
+    return get_note(optuna.load_study(study_name=study, storage=url))
+
+
+def test_each_stage_note_is_written_when_it_starts_and_updated_when_it_ends(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    at_start: dict[str, str] = {}
+
+    class NoteAtStart:
+        """A progress display: it is made once a stage has started, before its trials."""
+
+        def __init__(self, stage: Stage, index: int, n_stages: int, finished: int) -> None:
+            at_start[stage.name] = note_of(url, f"n/{stage.name}")
+
+        def update(self, finished: int, best: float | None) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    plan = default_plan("mlp", n_trials=2)
+    result = StagedSearch(
+        plan, "digits-mlp", storage=url, name="n", epochs=2, progress=NoteAtStart
+    ).run()
+
+    assert "## Stage 1 of 3: `lr` (running)" in at_start["lr"]
+    assert "Best val_accuracy: none yet." in at_start["lr"]
+    assert "Trials: 0/2 finished" in at_start["lr"]
+    lr = result.stages[0].best_params["lr"]
+    assert f"**Carried in** (best of earlier stages): `lr` = {lr:.4g}." in at_start["weight_decay"]
+
+    for index, summary in enumerate(result.stages):
+        note = note_of(url, summary.study_name)
+        assert f"## Stage {index + 1} of 3: `{summary.name}` (done)" in note
+        assert (
+            f"Trials: 2/2 finished: {summary.complete} complete, {summary.pruned} pruned" in note
+        )
+        assert f"Best val_accuracy: **{summary.best_value:.4g}**" in note
+        if index:
+            delta = summary.best_value - result.stages[index - 1].best_value  # type: ignore[operator]
+            assert (
+                f"; {delta:+.4g} against the previous stage `{result.stages[index - 1].name}`"
+                in note
+            )
+    assert "**Why:** Learning rate first" in note_of(url, "n/lr")
+    assert "| `lr` | 0.0001 – 0.01, log | 0.001 | Learning Rate / Starting points" in note_of(
+        url, "n/lr"
+    )
+
+
+def test_the_first_stage_study_carries_the_search_note(small_search: SmallSearch) -> None:
+    note = note_of(small_search.url, "browse/lr")
+    search, stage = note.split("\n\n---\n\n")
+    assert search.startswith("# Search `browse`")
+    assert "task `digits-mlp`, 4 epochs per trial, profile `mlp`" in search
+    assert search.count("| done (") == 3
+    final = optuna.load_study(study_name="browse/regularization", storage=small_search.url)
+    dropout = final.user_attrs["stagetune_best_params"]["dropout"]
+    assert f"**Final hyperparameters:** `batch_size` = 64, `dropout` = {dropout:.4g}," in search
+    assert stage.startswith("## Stage 1 of 3: `lr` (done)")
+    assert not note_of(small_search.url, "browse/weight_decay").startswith("# Search")
+
+
+def test_stage_studies_name_their_metric(small_search: SmallSearch) -> None:
+    for stage in small_search.stages:
+        study = optuna.load_study(study_name=f"browse/{stage}", storage=small_search.url)
+        assert study.metric_names == ["val_accuracy"]
+
+
+def _stage_study(trials: list[dict[str, Any]]) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    write_lineage(
+        study,
+        StageLineage(
+            search="s",
+            stage="lr",
+            index=0,
+            n_stages=1,
+            searches={"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
+            carried={},
+            budget=len(trials),
+            plan="p",
+        ),
+    )
+    distribution = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+    for trial in trials:
+        study.add_trial(
+            create_trial(
+                state=trial.get("state", TrialState.COMPLETE),
+                value=trial.get("value"),
+                params={"lr": trial["lr"]},
+                distributions={"lr": distribution},
+                user_attrs=trial.get("attrs", {}),
+            )
+        )
+    return study
+
+
+def test_facts_count_states_pruning_epochs_and_diagnoses() -> None:
+    study = _stage_study(
+        [
+            {"lr": 1e-3, "value": 0.8, "attrs": {"diagnosis": "healthy"}},
+            {"lr": 5e-3, "value": 0.9, "attrs": {"diagnosis": {"label": "healthy"}}},
+            {
+                "lr": 1e-2,
+                "state": TrialState.PRUNED,
+                "attrs": {"pruned_at_epoch": 3, "diagnosis": "explodes immediately"},
+            },
+            {"lr": 2e-3, "state": TrialState.FAIL},
+        ]
+    )
+    facts = read_facts(study)
+    assert facts.counts == {"COMPLETE": 2, "PRUNED": 1, "FAIL": 1}
+    assert (facts.best_number, facts.best_value, dict(facts.best_params)) == (1, 0.9, {"lr": 5e-3})
+    assert list(facts.pruned_at) == [3]
+    assert facts.diagnoses == {"healthy": 2, "explodes immediately": 1}
+
+    plan = Plan((Stage("lr", (optuna_param(),), n_trials=4),), {"lr": 1e-3, "dropout": 0.3})
+    note = stage_note(plan.stages[0], facts, None, metric="val_accuracy", defaults=plan.defaults)
+    assert "Trials: 3/4 finished: 2 complete, 1 pruned, 1 failed. Pruned at epoch(s) 3." in note
+    assert "Best val_accuracy: **0.9** (trial 1, `lr` = 0.005)." in note
+    assert "**LR diagnosis** (trials per class): explodes immediately: 1, healthy: 2." in note
+    assert "**Fixed at the plan's defaults:** `dropout` = 0.3." in note
+    assert "against the previous stage" not in note
+
+    summary = search_note(plan, {"lr": facts}, search="s", task="t", epochs=3, metric="m")
+    assert "| 1 | `lr` | `lr` | 4 | running (2 complete, 1 pruned) | 0.9 |  |" in summary
+    assert "**Hyperparameters so far:** `dropout` = 0.3, `lr` = 0.005." in summary
+
+
+def test_a_stage_not_started_shows_in_the_search_note() -> None:
+    plan = default_plan("mlp", n_trials=2)
+    note = search_note(plan, {}, search="s", task="t", epochs=3, metric="m")
+    assert note.count("| not started |") == 3
+
+
+def optuna_param() -> Any:
+    from spaces import FloatParam
+
+    return FloatParam("lr", 1e-4, 1e-2, log=True, source="a guide table")
+
+
+@pytest.mark.parametrize(
+    ("value", "label"),
+    [
+        ("healthy", "healthy"),
+        ({"label": "LR too high", "fix": "divide by 10"}, "LR too high"),
+        ({"class": "barely moves"}, "barely moves"),
+        ({"fix": "?"}, None),
+        (None, None),
+    ],
+)
+def test_diagnosis_label(value: Any, label: str | None) -> None:
+    assert diagnosis_label(value) == label
+
+
+def test_a_study_without_lineage_is_refused() -> None:
+    with pytest.raises(ValueError, match="has no stagetune lineage"):
+        read_facts(optuna.create_study())
