@@ -40,8 +40,22 @@ def _parser() -> argparse.ArgumentParser:
 
     dashboard = commands.add_parser("dashboard", help="open the studies in optuna-dashboard")
     dashboard.add_argument("--storage", help=storage_help)
-    dashboard.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
-    dashboard.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    dashboard.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="bind address (default: 127.0.0.1; the dashboard has no authentication)",
+    )
+    dashboard.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one")
+
+    report = commands.add_parser("report", help="write an HTML report and PNG plots")
+    report.add_argument("--storage", help=storage_help)
+    report.add_argument("--name", default="digits-mlp", help="search name")
+    report.add_argument("--out", default=".", help="directory (default: the current one)")
+
+    export = commands.add_parser("export", help="write all stages' trials to CSV or Parquet")
+    export.add_argument("--storage", help=storage_help)
+    export.add_argument("--name", default="digits-mlp", help="search name")
+    export.add_argument("--out", help="a .csv or .parquet file (default: NAME-trials.csv)")
 
     commands.add_parser("tasks", help="list the built-in tasks")
     commands.add_parser("profiles", help="list the profiles")
@@ -150,20 +164,45 @@ def _print_stage(stage: StageSummary) -> None:
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from search._dashboard import is_loopback, serve_dashboard
     from storage import open_storage
 
+    if not 0 <= args.port <= 65535:
+        raise _search_error(f"--port must be in 0..65535, but got {args.port}.")
     storage = open_storage(args.storage, read_only=True)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback(args.host):
         print(
             f"stagetune: warning: optuna-dashboard has no authentication; anyone who can "
-            f"reach {args.host}:{args.port} can read and change the studies.",
+            f"reach {args.host}:{args.port} can read, change and delete the studies.",
             file=sys.stderr,
         )
-    import optuna_dashboard
 
-    print(f"stagetune: dashboard at http://{args.host}:{args.port}/ (Ctrl-C stops it)")
-    sys.stdout.flush()
-    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    def ready(url: str) -> None:
+        print(f"stagetune: dashboard at {url} (Ctrl-C stops it)", flush=True)
+
+    serve_dashboard(storage, host=args.host, port=args.port, on_ready=ready)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from search._report import write_report
+    from storage import open_storage
+
+    _quiet_optuna()
+    files = write_report(open_storage(args.storage, read_only=True), args.name, out_dir=args.out)
+    print(f"stagetune: report {files.html}")
+    print(f"stagetune: {len(files.images)} PNG images in {files.image_dir}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from search._export import export_trials
+    from storage import open_storage
+
+    _quiet_optuna()
+    out = args.out or f"{args.name}-trials.csv"
+    path = export_trials(open_storage(args.storage, read_only=True), args.name, out)
+    print(f"stagetune: trials of search {args.name!r} written to {path}")
     return 0
 
 
@@ -187,6 +226,12 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search_error(message: str) -> Exception:
+    from search._search import SearchError
+
+    return SearchError(message)
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -197,6 +242,8 @@ _COMMANDS = {
     "run": _cmd_run,
     "status": _cmd_status,
     "dashboard": _cmd_dashboard,
+    "report": _cmd_report,
+    "export": _cmd_export,
     "tasks": _cmd_tasks,
     "profiles": _cmd_profiles,
 }
