@@ -42,8 +42,12 @@ _PRIORITY_NAMES: dict[str, str] = {
     "depth": "architecture_depth",
 }
 
-#: Trial user attribute with the wrong-LR diagnosis of the trial's loss curve.
-DIAGNOSIS_ATTR = "diagnosis"
+#: Trial user attributes that may hold the wrong-LR diagnosis of the trial's loss curve
+#: (a class name, or a mapping with a ``label``); the first one present counts.
+DIAGNOSIS_ATTRS: tuple[str, ...] = ("lr_diagnosis", "diagnosis")
+#: Study user attribute of the LR range test: a mapping with ``lrs``, ``losses`` and
+#: ``suggestion`` (any other attribute holding ``lrs`` and ``losses`` is found too).
+RANGE_TEST_ATTR = "stagetune_lr_range_test"
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class StageFacts:
         best_params: The stage's own parameters of the best trial.
         pruned_at: Epoch at which each pruned trial stopped.
         diagnoses: Trials per LR diagnosis class.
+        range_test: The LR range test the stage ran, if any (curve and suggestion).
     """
 
     lineage: StageLineage
@@ -67,6 +72,7 @@ class StageFacts:
     best_params: Mapping[str, Any] = field(default_factory=dict)
     pruned_at: Sequence[int] = ()
     diagnoses: Mapping[str, int] = field(default_factory=dict)
+    range_test: Mapping[str, Any] | None = None
 
 
 def stage_started(study: optuna.Study, plan: Plan, index: int, *, metric: str) -> None:
@@ -164,11 +170,7 @@ def read_facts(study: optuna.Study) -> StageFacts:
         for t in trials
         if t.state == TrialState.PRUNED and "pruned_at_epoch" in t.user_attrs
     ]
-    diagnoses = Counter(
-        label
-        for t in trials
-        if (label := diagnosis_label(t.user_attrs.get(DIAGNOSIS_ATTR))) is not None
-    )
+    diagnoses = Counter(label for t in trials if (label := trial_diagnosis(t.user_attrs)))
     return StageFacts(
         lineage=lineage,
         counts=dict(counts),
@@ -179,7 +181,38 @@ def read_facts(study: optuna.Study) -> StageFacts:
         else {k: v for k, v in best.params.items() if k in lineage.searches},
         pruned_at=sorted(pruned_at),
         diagnoses=dict(diagnoses),
+        range_test=find_range_test(study.user_attrs),
     )
+
+
+def trial_diagnosis(attrs: Mapping[str, Any]) -> str | None:
+    """The LR diagnosis class in a trial's user attributes, if it has one.
+
+    Example:
+        >>> trial_diagnosis({"lr_diagnosis": "barely_moves"})
+        'barely_moves'
+    """
+    for key in DIAGNOSIS_ATTRS:
+        label = diagnosis_label(attrs.get(key))
+        if label:
+            return label
+    return None
+
+
+def find_range_test(attrs: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The LR range test stored in a study's user attributes, if the stage ran one.
+
+    Example:
+        >>> find_range_test({"x": 1, "curve": {"lrs": [1e-5], "losses": [2.3]}})["lrs"]
+        [1e-05]
+    """
+    found = attrs.get(RANGE_TEST_ATTR)
+    if isinstance(found, Mapping):
+        return found
+    for value in attrs.values():
+        if isinstance(value, Mapping) and "lrs" in value and "losses" in value:
+            return value
+    return None
 
 
 def diagnosis_label(value: Any) -> str | None:
@@ -227,18 +260,7 @@ def stage_note(
     lines = [f"## Stage {lineage.index + 1} of {lineage.n_stages}: `{stage.name}` ({state})", ""]
     if stage.why:
         lines += [f"**Why:** {stage.why}", ""]
-    ranks = ", ".join(f"`{p.name}` {_priority(p.name)}" for p in stage.params)
-    lines += [f"**Searches:** {ranks}.", ""]
-    lines += [
-        "| parameter | range | first trial | range from |",
-        "|---|---|---|---|",
-    ]
-    for param in stage.params:
-        spec = lineage.searches.get(param.name, param.to_dict())
-        first = lineage.carried.get(param.name, defaults.get(param.name))
-        source = param.source or "plan"
-        lines.append(f"| `{param.name}` | {_range(spec)} | {_fmt(first)} | {source} |")
-    lines.append("")
+    lines += _searches_lines(stage, lineage, defaults)
     carried = ", ".join(f"`{k}` = {_fmt(v)}" for k, v in sorted(lineage.carried.items()))
     lines += [f"**Carried in** (best of earlier stages): {carried or 'nothing, first stage'}."]
     fixed = sorted(k for k in defaults if k not in lineage.carried and k not in stage.param_names)
@@ -247,6 +269,46 @@ def stage_note(
         lines += ["", f"**Fixed at the plan's defaults:** {values}."]
     lines += ["", "### Result", "", *_result_lines(facts, previous, metric)]
     return "\n".join(lines)
+
+
+def _searches_lines(stage: Stage, lineage: StageLineage, defaults: Mapping[str, Any]) -> list[str]:
+    if not stage.params:
+        return ["**Searches:** no hyperparameter; this stage measures.", ""]
+    ranks = ", ".join(f"`{p.name}` {_priority(p.name)}" for p in stage.params)
+    lines = [
+        f"**Searches:** {ranks}.",
+        "",
+        "| parameter | range | first trial | range from |",
+        "|---|---|---|---|",
+    ]
+    for param in stage.params:
+        spec = lineage.searches.get(param.name, param.to_dict())
+        first = lineage.carried.get(param.name, defaults.get(param.name))
+        source = param.source or "plan"
+        lines.append(f"| `{param.name}` | {_range(spec)} | {_fmt(first)} | {source} |")
+    return [*lines, ""]
+
+
+def _range_test_lines(range_test: Mapping[str, Any]) -> list[str]:
+    lrs = range_test.get("lrs") or []
+    line = f"**LR range test:** {len(lrs)} steps"
+    if lrs:
+        line += f" from lr {_fmt(float(lrs[0]))} to {_fmt(float(lrs[-1]))}"
+    if range_test.get("stop_reason"):
+        line += f", stopped: {range_test['stop_reason']}"
+    extras = [
+        f"{label} {_fmt(range_test[key])}"
+        for key, label in (("min_loss_lr", "min-loss lr"), ("steepest_lr", "steepest lr"))
+        if isinstance(range_test.get(key), (int, float))
+    ]
+    if extras:
+        line += f"; {', '.join(extras)}"
+    suggestion = range_test.get("suggestion")
+    if isinstance(suggestion, (int, float)):
+        rule = range_test.get("rule")
+        how = f" (rule `{rule}`, divided by {_fmt(range_test.get('divisor'))})" if rule else ""
+        line += f"; suggested lr **{_fmt(float(suggestion))}**{how}"
+    return ["", line + "."]
 
 
 def _result_lines(facts: StageFacts, previous: StageFacts | None, metric: str) -> list[str]:
@@ -276,6 +338,8 @@ def _result_lines(facts: StageFacts, previous: StageFacts | None, metric: str) -
                 f"`{previous.lineage.stage if previous else ''}` ({_fmt(prev)})"
             )
         lines.append(line + ".")
+    if facts.range_test is not None:
+        lines += _range_test_lines(facts.range_test)
     if facts.diagnoses:
         summary = ", ".join(f"{label}: {n}" for label, n in sorted(facts.diagnoses.items()))
         lines += ["", f"**LR diagnosis** (trials per class): {summary}."]

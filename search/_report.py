@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
+from search._notes import find_range_test
 from search._search import SearchError
 from storage import StageLineage, search_stages
 
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
     import optuna
     import plotly.graph_objects as go
     from optuna.storages import BaseStorage
-
-#: Study user attribute where the LR range test stage keeps its curve and suggestion.
-RANGE_TEST_ATTR = "stagetune_lr_range_test"
 
 
 @dataclass(frozen=True)
@@ -201,8 +199,8 @@ def range_test_curve(attrs: Mapping[str, Any]) -> RangeTestCurve | None:
         ...     "lrs": [1e-5, 1e-3], "losses": [2.3, 1.1], "suggestion": 1e-4}}).suggestion
         0.0001
     """
-    data = attrs.get(RANGE_TEST_ATTR)
-    if not isinstance(data, Mapping):
+    data = find_range_test(attrs)
+    if data is None:
         return None
     lrs, losses = data.get("lrs"), data.get("losses")
     if not isinstance(lrs, Sequence) or not isinstance(losses, Sequence) or not lrs:

@@ -9,7 +9,14 @@ from optuna.trial import TrialState, create_trial
 from optuna_dashboard import get_note
 
 from search import StagedSearch
-from search._notes import diagnosis_label, read_facts, search_note, stage_note
+from search._notes import (
+    RANGE_TEST_ATTR,
+    diagnosis_label,
+    find_range_test,
+    read_facts,
+    search_note,
+    stage_note,
+)
 from spaces import Plan, Stage, default_plan
 from storage import StageLineage, write_lineage
 from tests.search_tests.conftest import SmallSearch
@@ -118,7 +125,7 @@ def _stage_study(trials: list[dict[str, Any]]) -> optuna.Study:
 def test_facts_count_states_pruning_epochs_and_diagnoses() -> None:
     study = _stage_study(
         [
-            {"lr": 1e-3, "value": 0.8, "attrs": {"diagnosis": "healthy"}},
+            {"lr": 1e-3, "value": 0.8, "attrs": {"lr_diagnosis": "healthy"}},
             {"lr": 5e-3, "value": 0.9, "attrs": {"diagnosis": {"label": "healthy"}}},
             {
                 "lr": 1e-2,
@@ -134,7 +141,7 @@ def test_facts_count_states_pruning_epochs_and_diagnoses() -> None:
     assert list(facts.pruned_at) == [3]
     assert facts.diagnoses == {"healthy": 2, "explodes immediately": 1}
 
-    plan = Plan((Stage("lr", (optuna_param(),), n_trials=4),), {"lr": 1e-3, "dropout": 0.3})
+    plan = Plan((Stage("lr", (lr_param(),), n_trials=4),), {"lr": 1e-3, "dropout": 0.3})
     note = stage_note(plan.stages[0], facts, None, metric="val_accuracy", defaults=plan.defaults)
     assert "Trials: 3/4 finished: 2 complete, 1 pruned, 1 failed. Pruned at epoch(s) 3." in note
     assert "Best val_accuracy: **0.9** (trial 1, `lr` = 0.005)." in note
@@ -153,7 +160,7 @@ def test_a_stage_not_started_shows_in_the_search_note() -> None:
     assert note.count("| not started |") == 3
 
 
-def optuna_param() -> Any:
+def lr_param() -> Any:
     from spaces import FloatParam
 
     return FloatParam("lr", 1e-4, 1e-2, log=True, source="a guide table")
@@ -176,3 +183,30 @@ def test_diagnosis_label(value: Any, label: str | None) -> None:
 def test_a_study_without_lineage_is_refused() -> None:
     with pytest.raises(ValueError, match="has no stagetune lineage"):
         read_facts(optuna.create_study())
+
+
+def test_the_range_test_and_its_suggestion_are_in_the_note() -> None:
+    study = _stage_study([])
+    curve = {
+        "lrs": [1e-7, 1e-4, 1e-1],
+        "losses": [2.3, 1.2, 9.0],
+        "stop_reason": "diverged",
+        "min_loss_lr": 1e-4,
+        "rule": "min_loss",
+        "divisor": 10,
+        "suggestion": 1e-5,
+    }
+    study.set_user_attr(RANGE_TEST_ATTR, curve)
+    facts = read_facts(study)
+    assert facts.range_test == curve
+    stage = Stage("lr", (lr_param(),), n_trials=1)
+    note = stage_note(stage, facts, None, metric="m", defaults={})
+    assert (
+        "**LR range test:** 3 steps from lr 1e-07 to 0.1, stopped: diverged; min-loss lr "
+        "0.0001; suggested lr **1e-05** (rule `min_loss`, divided by 10)." in note
+    )
+
+
+def test_a_range_test_is_found_under_any_attribute() -> None:
+    assert find_range_test({"curve": {"lrs": [1.0], "losses": [2.0]}}) is not None
+    assert find_range_test({"curve": {"lrs": [1.0]}}) is None

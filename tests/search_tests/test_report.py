@@ -10,8 +10,8 @@ import optuna
 import pytest
 
 from search._cli import main
+from search._notes import RANGE_TEST_ATTR
 from search._report import (
-    RANGE_TEST_ATTR,
     ReportFiles,
     best_per_stage,
     range_test_curve,
