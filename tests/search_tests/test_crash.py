@@ -52,8 +52,8 @@ def test_sigkill_during_stage_2_then_rerun_finishes_exactly_the_budget(tmp_path:
     try:
         wait_for_running_trial(url, "weight_decay", process)
         stage1 = snapshot(url, "lr")
-        os.kill(process.pid, signal.SIGKILL)
     finally:
+        process.kill()  # SIGKILL, also when waiting failed: never leave a worker behind
         process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
     killed = snapshot(url, "weight_decay")
