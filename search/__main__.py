@@ -2,4 +2,5 @@
 
 from search._cli import entry_point
 
-entry_point()
+if __name__ == "__main__":  # not when a worker process (spawn) imports this module
+    entry_point()

@@ -33,6 +33,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     run.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes on this machine (default: 1); the same command started "
+        "elsewhere on the same storage joins them",
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per worker (default: 1 with --workers > 1, else torch's default)",
+    )
+    run.add_argument(
+        "--new",
+        action="store_true",
+        help="delete an existing search of this name and start it over (refused while "
+        "its workers run)",
+    )
 
     status = commands.add_parser("status", help="show each stage's progress")
     status.add_argument("--storage", help=storage_help)
@@ -63,13 +81,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
+    """Run the CLI; returns the exit code (0 ok, 1 a worker failed, 2 user error,
+    130 interrupted by SIGINT, 143 by SIGTERM)."""
     args = _parser().parse_args(argv)
     try:
         return int(_COMMANDS[args.command](args))
-    except KeyboardInterrupt:
-        print("stagetune: interrupted; run the same command again to resume.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interrupt:
+        code = getattr(interrupt, "exit_code", EXIT_INTERRUPTED)
+        what = "interrupted" if code == EXIT_INTERRUPTED else f"stopped ({interrupt})"
+        print(
+            f"stagetune: {what}; running trials were marked FAIL and queued to run again: "
+            f"run the same command to resume.",
+            file=sys.stderr,
+        )
+        return int(code)
     except _user_errors() as error:
         print(f"stagetune: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -97,10 +122,15 @@ def _quiet_optuna() -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from objectives import get_task
     from search._search import Progress, SearchError, StagedSearch
+    from search._workers import install_signal_handlers
     from spaces import default_plan
 
     if args.trials is not None and args.trials < 1:
         raise SearchError(f"--trials must be >= 1, but got {args.trials}.")
+    if args.workers < 1:
+        raise SearchError(f"--workers must be >= 1, but got {args.workers}.")
+    if args.threads is not None and args.threads < 1:
+        raise SearchError(f"--threads must be >= 1, but got {args.threads}.")
     _quiet_optuna()
     task = get_task(args.task)
     plan = default_plan(args.profile or task.profile, n_trials=args.trials)
@@ -114,14 +144,86 @@ def _cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=None if args.quiet else Progress,
     )
-    _ = search.storage  # opens (and checks) the storage before anything is printed
+    # Opens the storage (creating its schema once) and checks the plan, before anything
+    # is printed and before any worker starts.
+    search.prepare(new=args.new)
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
     print(
         f"stagetune: search {search.name!r} on {task.name}: "
-        f"{' -> '.join(s.name for s in plan.stages)}, {search.epochs} epochs per trial"
+        f"{' -> '.join(s.name for s in plan.stages)}, {search.epochs} epochs per trial{workers}"
     )
-    result = search.run()
+    sys.stdout.flush()
+    restore = install_signal_handlers()
+    try:
+        if args.workers == 1:
+            if args.threads is not None:
+                import torch
+
+                torch.set_num_threads(args.threads)
+            result = search.run()
+        else:
+            return _run_workers(search, args, task.metric_name)
+    finally:
+        restore()
     _print_result(result, task.metric_name)
     return 0
+
+
+def _run_workers(search: Any, args: argparse.Namespace, metric: str) -> int:
+    from search._workers import run_workers
+
+    bars = _StorageProgress(search) if not args.quiet else None
+    try:
+        result, exits = run_workers(
+            search,
+            args.workers,
+            threads=args.threads or 1,
+            on_poll=bars.poll if bars is not None else None,
+        )
+    finally:
+        if bars is not None:
+            bars.close()
+    for worker in exits:
+        if worker.exitcode != 0:
+            print(f"stagetune: warning: {worker.describe()}", file=sys.stderr)
+    if result is None:
+        print(
+            "stagetune: error: the workers stopped before the search finished; see "
+            f"`stagetune status --name {search.name}`, then run the same command to resume.",
+            file=sys.stderr,
+        )
+        codes = [w.exitcode for w in exits if w.exitcode > 0]
+        return codes[0] if codes else 1
+    _print_result(result, metric)
+    return 0
+
+
+class _StorageProgress:
+    """Progress bars of a search run by worker processes, read from storage."""
+
+    def __init__(self, search: Any) -> None:
+        self._search = search
+        self._bars: dict[str, Any] = {}
+
+    def poll(self) -> None:
+        from search._search import Progress, search_status
+
+        try:
+            stages = search_status(self._search.storage, self._search.name)
+        except Exception:
+            return  # nothing to show yet (or the database is busy): next time
+        plan = self._search.plan.stages
+        for index, summary in enumerate(stages):
+            bar = self._bars.get(summary.name)
+            if bar is None:
+                bar = Progress(plan[index], index, len(plan), summary.finished)
+                self._bars[summary.name] = bar
+            bar.update(summary.finished, summary.best_value)
+
+    def close(self) -> None:
+        self.poll()
+        for bar in self._bars.values():
+            bar.close()
 
 
 def _print_result(result: SearchResult, metric: str) -> None:
@@ -141,21 +243,50 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from storage import open_storage
 
     _quiet_optuna()
-    stages = search_status(open_storage(args.storage, read_only=True), args.name)
+    storage = open_storage(args.storage, read_only=True)
+    stages = search_status(storage, args.name)
     print(f"Search {args.name!r}")
     for stage in stages:
         _print_stage(stage)
+        if stage.orphaned or stage.retried:
+            _print_trouble(storage, stage)
     return 0
 
 
+def _print_trouble(storage: Any, stage: StageSummary) -> None:
+    """One line per orphaned trial and per retry, under the stage's line."""
+    import optuna
+
+    from storage import INTERRUPTED_ATTR, find_orphans
+
+    study = optuna.load_study(study_name=stage.study_name, storage=storage)
+    for orphan in find_orphans(study):
+        print(f"      trial {orphan.number}: orphaned, {orphan.reason}; the next run retries it")
+    trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    for trial in trials:
+        history = trial.system_attrs.get("retry_history")
+        if not history:
+            continue
+        failed = by_number.get(history[-1])
+        why = failed.system_attrs.get(INTERRUPTED_ATTR) if failed is not None else None
+        cause = f"stopped by {why}" if why else "its worker died"
+        print(
+            f"      trial {trial.number}: retry of trial {history[-1]} ({cause}), "
+            f"{trial.state.name}"
+        )
+
+
 def _print_stage(stage: StageSummary) -> None:
-    state = "done" if stage.done else "in progress" if stage.finished else "not started"
+    busy = stage.finished or stage.running or stage.failed
+    state = "done" if stage.done else "in progress" if busy else "not started"
     params = ", ".join(f"{k}={_fmt(v)}" for k, v in stage.best_params.items()) or "-"
     extra = ""
     if stage.running or stage.failed or stage.retried or stage.waiting:
+        orphaned = f" ({stage.orphaned} orphaned)" if stage.orphaned else ""
         extra = (
-            f"  [running {stage.running}, waiting {stage.waiting}, failed {stage.failed}, "
-            f"retried {stage.retried}]"
+            f"  [running {stage.running}{orphaned}, waiting {stage.waiting}, "
+            f"failed {stage.failed}, retried {stage.retried}]"
         )
     print(
         f"  {stage.name:<16} {stage.finished}/{stage.budget} finished "

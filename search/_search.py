@@ -2,37 +2,34 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
 from objectives import StageObjective, Task, get_task
+from search import _barrier
 from search import _notes as notes
 from spaces import Param, Plan, Stage, default_plan
 from storage import (
+    DEFAULT_MAX_AGE,
     StageLineage,
+    find_orphans,
     open_storage,
-    read_lineage,
-    recover_dead_trials,
     search_stages,
     study_name,
-    write_lineage,
 )
-from storage import claim_trial as _claim_trial
 
 if TYPE_CHECKING:
     import optuna
     import torch
     from optuna.storages import BaseStorage
-
-
-#: Trials that count toward a stage's budget.
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class SearchError(RuntimeError):
@@ -49,6 +46,8 @@ class StageSummary:
         budget: Finished trials it needs.
         complete, pruned, failed, running, waiting: Trials by state.
         retried: Trials that re-run a trial whose worker died.
+        orphaned: RUNNING trials whose worker is gone (the next worker fails
+            and re-runs them); filled in by :func:`search_status`.
         best_value: Best metric so far (``None`` before any complete trial).
         best_params: The stage's own parameters of its best trial.
         done: The stage has its budget and its best is recorded.
@@ -66,6 +65,7 @@ class StageSummary:
     best_value: float | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
     done: bool = False
+    orphaned: int = 0
 
     @property
     def finished(self) -> int:
@@ -128,6 +128,8 @@ class StagedSearch:
         seed: Base seed for samplers and for each trial's torch seed.
         device: Torch device; CUDA when available by default.
         progress: A factory for per-stage progress, or ``None`` for none.
+        max_age: A RUNNING trial with no heartbeat that started longer ago than
+            this is taken as orphaned (left by a run without heartbeat).
 
     Example:
         >>> from search import StagedSearch
@@ -151,6 +153,7 @@ class StagedSearch:
         seed: int = 0,
         device: torch.device | str | None = None,
         progress: ProgressFactory | None = Progress,
+        max_age: timedelta = DEFAULT_MAX_AGE,
     ) -> None:
         self.task = get_task(task) if isinstance(task, str) else task
         self.plan = plan if plan is not None else default_plan(self.task.profile)
@@ -162,10 +165,16 @@ class StagedSearch:
         self.seed = seed
         self.device = device
         self._progress = progress
+        self.max_age = max_age
         self._storage_arg = storage
         self._storage: BaseStorage | None = None
 
     # -- public --------------------------------------------------------------------
+
+    @property
+    def storage_arg(self) -> str | BaseStorage | None:
+        """The storage as given (a URL keeps its ``${VAR}`` unexpanded)."""
+        return self._storage_arg
 
     @property
     def storage(self) -> BaseStorage:
@@ -205,6 +214,44 @@ class StagedSearch:
     def _metric(self) -> str:
         return f"val_{self.task.metric_name}"
 
+    def prepare(self, *, new: bool = False) -> None:
+        """Open the storage (creating its schema) and check that the search can resume.
+
+        Args:
+            new: Delete an existing search of this name first (refused while it has
+                live workers), instead of failing when its plan differs.
+
+        Raises:
+            SearchError: The search exists with another plan, task or epoch count
+                (and ``new`` is false), or it is running and ``new`` is true.
+        """
+        from search._resume import check_resume, delete_search
+
+        if new:
+            delete_search(self.storage, self.name)
+        else:
+            check_resume(self)
+
+    def for_worker(self) -> StagedSearch:
+        """A copy to send to a worker process: no open storage, no progress bars."""
+        clone = copy.copy(self)
+        clone._storage = None
+        clone._progress = None
+        return clone
+
+    def result(self) -> SearchResult | None:
+        """What the search found, read from storage; ``None`` until every stage is done."""
+        stages = search_status(self.storage, self.name) if self._has_stages() else []
+        if len(stages) != len(self.plan.stages) or not all(s.done for s in stages):
+            return None
+        final = dict(self.plan.defaults)
+        for summary in stages:
+            final.update(summary.best_params)
+        return SearchResult(self.name, stages, final, stages[-1].best_value)
+
+    def _has_stages(self) -> bool:
+        return bool(search_stages(self.storage, self.name))
+
     # -- one stage -----------------------------------------------------------------
 
     def _run_stage(
@@ -222,18 +269,23 @@ class StagedSearch:
             budget=stage.n_trials,
             plan=self.fingerprint(),
         )
-        existing = read_lineage(study)
-        if existing is not None:
-            self._check_same_plan(existing, lineage)
-            if existing.done:
-                return summarize(study, existing)
-        write_lineage(study, lineage)
-        if index == 0:
-            self._write_search_attrs(study)
-        notes.stage_started(study, self.plan, index, metric=self._metric)
-        recover_dead_trials(study)
-        if not study.trials:
-            study.enqueue_trial(self._first_trial(stage, carried))
+
+        def started() -> None:
+            if index == 0:
+                self._write_search_attrs(study)
+            notes.stage_started(study, self.plan, index, metric=self._metric)
+
+        # Workers share the stage through storage (search._barrier): the lineage and
+        # the first trial are written once; a stage another worker closed is skipped.
+        stored = _barrier.open_stage(
+            study,
+            lineage,
+            check=lambda existing: self._check_same_plan(existing, lineage),
+            first_trial=self._first_trial(stage, carried),
+            on_open=started,
+        )
+        if stored.done:
+            return summarize(study, stored)
 
         objective = StageObjective(
             task=self.task,
@@ -245,24 +297,24 @@ class StagedSearch:
             seed=self.seed,
         )
         self._optimize(study, stage, index, objective)
-        summary = summarize(study, lineage)
-        if summary.best_value is None:
-            raise SearchError(
-                f"Stage {stage.name!r} of search {self.name!r} finished without a complete "
-                f"trial (all {summary.pruned} pruned): check the task and its ranges with "
-                f"`stagetune status --name {self.name}`."
+
+        def done(stored: StageLineage) -> StageLineage:
+            summary = summarize(study, stored)
+            if summary.best_value is None:
+                raise SearchError(
+                    f"Stage {stage.name!r} of search {self.name!r} finished without a "
+                    f"complete trial (all {summary.pruned} pruned): check the task and its "
+                    f"ranges with `stagetune status --name {self.name}`."
+                )
+            return replace(
+                stored, done=True, best_params=summary.best_params, best_value=summary.best_value
             )
-        done = StageLineage(
-            **{
-                **lineage.__dict__,
-                "done": True,
-                "best_params": summary.best_params,
-                "best_value": summary.best_value,
-            }
-        )
-        write_lineage(study, done)
-        notes.stage_finished(study, self.plan, index, metric=self._metric)
-        return summarize(study, done)
+
+        def finished() -> None:
+            notes.stage_finished(study, self.plan, index, metric=self._metric)
+
+        # Every worker carries forward what storage holds, not what it computed.
+        return summarize(study, _barrier.close_stage(study, done, on_close=finished))
 
     def _open_study(self, index: int, stage: Stage, fixed: Mapping[str, Any]) -> optuna.Study:
         import optuna
@@ -316,11 +368,7 @@ class StagedSearch:
         self, study: optuna.Study, stage: Stage, index: int, objective: StageObjective
     ) -> None:
         def finished() -> int:
-            return len(study.get_trials(deepcopy=False, states=_FINISHED))
-
-        def objective_with_claim(trial: optuna.Trial) -> float:
-            _claim_trial(trial)
-            return objective(trial)
+            return _barrier.count_trials(study)[0]
 
         progress = (
             None
@@ -328,20 +376,22 @@ class StagedSearch:
             else self._progress(stage, index, len(self.plan.stages), finished())
         )
 
-        def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        def on_progress() -> None:
             if progress is not None:
                 complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 progress.update(finished(), study.best_value if complete else None)
 
         try:
-            # Bounded: every round runs at least one trial; failed trials (a worker
-            # died) are re-queued with the same params by the storage's callback.
-            for _ in range(2 * stage.n_trials + 2):
-                remaining = stage.n_trials - finished()
-                if remaining <= 0:
-                    break
-                study.optimize(objective_with_claim, n_trials=remaining, callbacks=[on_trial_end])
-            else:
+            # Claims a slot before each trial, so that any number of workers end the
+            # stage with exactly its budget; failed trials are re-queued with the
+            # same params (storage.recover_dead_trials, search._trial).
+            if not _barrier.run_trials(
+                study,
+                budget=stage.n_trials,
+                objective=objective,
+                max_age=self.max_age,
+                on_progress=on_progress,
+            ):
                 raise SearchError(
                     f"Stage {stage.name!r} did not reach its budget of {stage.n_trials} "
                     f"finished trials; see `stagetune status --name {self.name}`."
@@ -367,7 +417,11 @@ def summarize(study: optuna.Study, lineage: StageLineage) -> StageSummary:
         count[trial.state] += 1
     best_value = None
     best_params: dict[str, Any] = {}
-    if count[TrialState.COMPLETE]:
+    if lineage.done and lineage.best_value is not None:
+        # A closed stage: what was recorded (and carried forward), not a recount.
+        best_value = lineage.best_value
+        best_params = dict(lineage.best_params)
+    elif count[TrialState.COMPLETE]:
         best = study.best_trial
         best_value = best.value
         best_params = {k: v for k, v in best.params.items() if k in lineage.searches}
@@ -396,7 +450,11 @@ def search_status(storage: BaseStorage, name: str) -> list[StageSummary]:
         raise SearchError(
             f"No search named {name!r} in this storage; `stagetune run --name {name}` starts it."
         )
-    return [
-        summarize(optuna.load_study(study_name=study, storage=storage), lineage)
-        for study, lineage in stages
-    ]
+    summaries = []
+    for name_of_study, lineage in stages:
+        study = optuna.load_study(study_name=name_of_study, storage=storage)
+        summary = summarize(study, lineage)
+        if summary.running:
+            summary = replace(summary, orphaned=len(find_orphans(study)))
+        summaries.append(summary)
+    return summaries

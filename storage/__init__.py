@@ -1,4 +1,4 @@
-"""Where studies live: storage URLs, SQLite/PostgreSQL, stage lineage, crash recovery."""
+"""Where studies live: storage URLs, SQLite/PostgreSQL, locks, stage lineage, crash recovery."""
 
 from storage._lineage import (
     LINEAGE_KEYS,
@@ -8,7 +8,19 @@ from storage._lineage import (
     study_name,
     write_lineage,
 )
-from storage._recovery import WORKER_ATTR, claim_trial, recover_dead_trials
+from storage._locking import LockTimeoutError, search_lock
+from storage._recovery import (
+    DEFAULT_MAX_AGE,
+    INTERRUPTED_ATTR,
+    WORKER_ATTR,
+    Orphan,
+    claim_trial,
+    fail_and_retry,
+    find_orphans,
+    recover_dead_trials,
+    retry_callback,
+)
+from storage._retry import transient_kind
 from storage._storage import (
     DEFAULT_STORAGE,
     StorageError,
@@ -19,19 +31,28 @@ from storage._storage import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_AGE",
     "DEFAULT_STORAGE",
+    "INTERRUPTED_ATTR",
     "LINEAGE_KEYS",
     "WORKER_ATTR",
+    "LockTimeoutError",
+    "Orphan",
     "StageLineage",
     "StorageError",
     "claim_trial",
+    "fail_and_retry",
+    "find_orphans",
     "open_storage",
     "read_lineage",
     "recover_dead_trials",
     "redact",
+    "retry_callback",
+    "search_lock",
     "search_stages",
     "sqlite_path",
     "storage_url",
     "study_name",
+    "transient_kind",
     "write_lineage",
 ]

@@ -1,10 +1,19 @@
 """Finding trials whose worker died, failing them and queueing their retry.
 
-Optuna's heartbeat notices a dead worker only after its grace period. On the
-same machine stagetune knows better: every trial records the host and process
-that runs it, so a rerun after a crash (``kill -9``, OOM killer, a closed
-terminal) fails the dead process's trials at once and re-runs them with the
-same parameters, through the storage's ``RetryHeartbeatStaleTrialCallback``.
+A RUNNING trial is *orphaned* when nobody will ever finish it:
+
+- its worker ran on this machine and that process is gone (``kill -9``, the OOM
+  killer, a closed terminal): stagetune records the host, boot, PID namespace
+  and process of every trial's worker, so this is seen at once;
+- its worker's heartbeat stopped for longer than the storage's grace period
+  (a worker on another machine died, or its machine did);
+- it has no heartbeat at all and started longer ago than the grace period (a
+  run without heartbeat, or an old version of stagetune).
+
+An orphaned trial is marked FAIL and a retry with the same parameters is
+queued (:class:`RetryCallback`), linked to it by the ``failed_trial`` and
+``retry_history`` system attributes, so that the stage still ends with exactly
+its budget of finished trials.
 """
 
 from __future__ import annotations
@@ -12,14 +21,21 @@ from __future__ import annotations
 import copy
 import os
 import socket
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.trial import FrozenTrial
 
 #: System attribute naming the process that runs a trial.
 WORKER_ATTR = "stagetune:worker"
+#: System attribute naming the signal that stopped a trial (``"SIGTERM"``, ``"SIGINT"``).
+INTERRUPTED_ATTR = "stagetune:interrupted"
+#: Seconds without heartbeat after which a trial with no heartbeat record is orphaned.
+DEFAULT_MAX_AGE = timedelta(seconds=30)
 
 
 def _process_start(pid: int) -> str | None:
@@ -32,14 +48,38 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
+@cache
+def _machine() -> dict[str, str | None]:
+    """What tells this machine (and PID namespace) apart from others with the same name."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+            boot_id: str | None = boot.read().strip()
+    except OSError:
+        boot_id = None
+    try:
+        pid_namespace: str | None = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pid_namespace = None
+    return {"host": socket.gethostname(), "boot": boot_id, "pidns": pid_namespace}
+
+
 def worker_identity() -> dict[str, Any]:
-    """Who runs a trial: host name, process id and process start time."""
+    """Who runs a trial: host, boot id, PID namespace, process id and its start time."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid)}
+    return {**_machine(), "pid": pid, "start": _process_start(pid)}
+
+
+def _is_here(worker: dict[str, Any]) -> bool:
+    machine = _machine()
+    return all(
+        worker.get(key) == machine[key]
+        for key in ("host", "boot", "pidns")
+        if key == "host" or worker.get(key) is not None
+    )
 
 
 def _is_dead_local(worker: dict[str, Any]) -> bool:
-    if worker.get("host") != socket.gethostname():
+    if not _is_here(worker):
         return False
     pid = int(worker.get("pid", -1))
     if pid <= 0:
@@ -55,47 +95,163 @@ def _is_dead_local(worker: dict[str, Any]) -> bool:
 
 
 def claim_trial(trial: optuna.Trial) -> None:
-    """Record on a trial the process that runs it."""
-    trial.storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_identity())
+    """Record on a trial the process that runs it, and its first heartbeat."""
+    storage: Any = trial.storage
+    storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_identity())
+    if getattr(storage, "get_heartbeat_interval", lambda: None)() is not None:
+        storage.record_heartbeat(trial._trial_id)
 
 
-def recover_dead_trials(study: optuna.Study, *, max_age: timedelta | None = None) -> list[int]:
-    """Fail the RUNNING trials whose worker is gone and queue their retries.
+@dataclass(frozen=True)
+class Orphan:
+    """A RUNNING trial that no live worker will finish, and why."""
 
-    A trial is taken as dead when its worker ran on this host and that process
-    no longer exists, or (``max_age``) when it has no worker record and no
-    heartbeat and started longer ago than ``max_age``. Trials on other hosts are
-    left to the heartbeat.
+    number: int
+    trial_id: int
+    reason: str
+
+
+def _heartbeat_stale_ids(study: optuna.Study) -> set[int]:
+    storage = study._storage
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if interval is None:
+        return set()
+    return set(storage._get_stale_trial_ids(study._study_id))  # type: ignore[attr-defined]
+
+
+def _has_heartbeat(study: optuna.Study, trial_ids: list[int]) -> set[int]:
+    """The trials among ``trial_ids`` that have a heartbeat record."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    if not trial_ids or not hasattr(backend, "scoped_session"):
+        return set()
+    from optuna.storages._rdb import models
+
+    session = backend.scoped_session()
+    try:
+        rows = (
+            session.query(models.TrialHeartbeatModel.trial_id)
+            .filter(models.TrialHeartbeatModel.trial_id.in_(trial_ids))
+            .all()
+        )
+        session.commit()
+        return {row[0] for row in rows}
+    finally:
+        session.close()
+
+
+def find_orphans(
+    study: optuna.Study, *, max_age: timedelta | None = DEFAULT_MAX_AGE
+) -> list[Orphan]:
+    """The RUNNING trials of ``study`` whose worker is gone; reads only.
+
+    Args:
+        study: A stage study.
+        max_age: A trial with no heartbeat record older than this is orphaned;
+            ``None`` leaves such trials alone.
+    """
+    from optuna.trial import TrialState
+
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return []
+    stale = _heartbeat_stale_ids(study)
+    beating = _has_heartbeat(study, [t._trial_id for t in running])
+    now = datetime.now()
+    orphans = []
+    for trial in running:
+        worker = trial.system_attrs.get(WORKER_ATTR)
+        if worker is not None and _is_dead_local(worker):
+            reason = f"its worker (pid {worker.get('pid')} on this machine) is gone"
+        elif trial._trial_id in stale:
+            reason = "its worker's heartbeat stopped"
+        elif (
+            max_age is not None
+            and trial._trial_id not in beating
+            and not (worker is not None and _is_here(worker))
+            and trial.datetime_start is not None
+            and now - trial.datetime_start > max_age
+        ):
+            reason = f"it has no heartbeat and started {trial.datetime_start:%Y-%m-%d %H:%M:%S}"
+        else:
+            continue
+        orphans.append(Orphan(trial.number, trial._trial_id, reason))
+    return orphans
+
+
+def fail_and_retry(study: optuna.Study, trial_id: int) -> bool:
+    """Mark a RUNNING trial FAIL and queue its retry (same parameters, linked to it).
 
     Returns:
-        Numbers of the trials that were failed.
+        ``False`` if the trial had already finished (another worker got there first).
     """
     import optuna
     from optuna.trial import TrialState
 
     storage = study._storage
-    get_callback = getattr(storage, "get_heartbeat_stale_trial_callback", None)
-    callback = get_callback() if get_callback is not None else None
-    now = datetime.now()
-    failed = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.system_attrs.get(WORKER_ATTR)
-        if worker is not None:
-            dead = _is_dead_local(worker)
-        else:
-            dead = (
-                max_age is not None
-                and trial.datetime_start is not None
-                and now - trial.datetime_start > max_age
-            )
-        if not dead:
-            continue
-        try:
-            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker got there first
-        failed.append(trial.number)
-        if callback is not None:
-            callback(study, copy.deepcopy(storage.get_trial(trial._trial_id)))
-    return failed
+    try:
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    callback = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    if callback is None:
+        callback = retry_callback()
+    callback(study, copy.deepcopy(storage.get_trial(trial_id)))
+    return True
+
+
+def recover_dead_trials(
+    study: optuna.Study, *, max_age: timedelta | None = DEFAULT_MAX_AGE
+) -> list[int]:
+    """Fail the orphaned RUNNING trials of ``study`` and queue their retries.
+
+    See :func:`find_orphans` for what counts as orphaned.
+
+    Returns:
+        Numbers of the trials that were failed.
+    """
+    return [
+        orphan.number
+        for orphan in find_orphans(study, max_age=max_age)
+        if fail_and_retry(study, orphan.trial_id)
+    ]
+
+
+#: How often one trial is retried after its worker died before it is given up.
+MAX_RETRY = 3
+
+
+@cache
+def _retry_class() -> type[optuna.storages.RetryHeartbeatStaleTrialCallback]:
+    import optuna
+
+    class RetryCallback(optuna.storages.RetryHeartbeatStaleTrialCallback):
+        """Optuna's ``RetryHeartbeatStaleTrialCallback``, whose retry starts clean.
+
+        The retry keeps the failed trial's parameters (and ``fixed_params``) and
+        the links to it (``failed_trial``, ``retry_history``), but not the dead
+        worker's record, the signal that stopped it, or the user attributes the
+        failed attempt wrote.
+        """
+
+        def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+            clean = copy.deepcopy(trial)
+            for key in (WORKER_ATTR, INTERRUPTED_ATTR):
+                clean.system_attrs.pop(key, None)
+            clean.user_attrs = {}
+            super().__call__(study, clean)
+
+    return RetryCallback
+
+
+def retry_callback(
+    max_retry: int | None = MAX_RETRY,
+) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    """The callback that queues the retry of an orphaned trial, at most ``max_retry`` times."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _retry_class()(max_retry=max_retry)

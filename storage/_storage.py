@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,28 +93,116 @@ def _check_sqlite_file(path: Path, *, read_only: bool) -> None:
             )
         return
     directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
+    if not directory.exists():
         raise StorageError(
             f"Cannot create the search database {str(path)!r}: the directory "
             f"{str(directory)!r} does not exist. Create it or choose another --storage."
         )
-    target = path if path.exists() else directory
-    if not os.access(target, os.W_OK):
+    if not directory.is_dir():
         raise StorageError(
-            f"Cannot write the search database {str(path)!r}: {str(target)!r} is not "
-            f"writable. Choose another --storage."
+            f"Cannot create the search database {str(path)!r}: {str(directory)!r} is not "
+            f"a directory. Choose another --storage."
+        )
+    if path.is_dir():
+        raise StorageError(
+            f"Cannot use {str(path)!r} as the search database: it is a directory. "
+            f"Choose another --storage."
+        )
+    # SQLite writes its -wal, -shm and stagetune its -lock file next to the database,
+    # so the directory itself must take new files: try it (os.access says yes to root
+    # even on read-only or special file systems).
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=".stagetune-probe-", dir=directory)
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        raise StorageError(
+            f"Cannot write the search database {str(path)!r}: the directory "
+            f"{str(directory)!r} is not writable ({error.strerror}). Choose another --storage."
+        ) from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise StorageError(
+            f"Cannot write the search database {str(path)!r}: the file is not writable. "
+            f"Choose another --storage."
         )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    # WAL lets readers (the dashboard, `stagetune status`) work while a trial
-    # writes; with WAL, synchronous=NORMAL still loses nothing when a process
-    # crashes (only an OS crash or power loss can drop the last commits).
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
-    cursor.close()
+def _sqlite_busy_timeout(parsed: sqlalchemy.engine.URL, busy_timeout: float | None) -> float:
+    if busy_timeout is not None:
+        return float(busy_timeout)
+    query = parsed.query.get("timeout")
+    if query is None:
+        return SQLITE_BUSY_TIMEOUT
+    try:
+        return float(query if isinstance(query, str) else query[0])
+    except ValueError:
+        raise StorageError(
+            f"Invalid timeout={query!r} in the storage URL: expected seconds, e.g. ?timeout=60."
+        ) from None
+
+
+def _use_wal(path: Path, busy_timeout: float) -> None:
+    """Switch the database file to WAL (once: the mode is stored in the file)."""
+    import sqlite3
+
+    connection = sqlite3.connect(path, timeout=busy_timeout)
+    try:
+        if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
+
+
+def _sqlite_pragmas(busy_timeout: float) -> Any:
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        # WAL (set on the file by _use_wal) lets readers (the dashboard, `stagetune
+        # status`) work while a trial writes; with WAL, synchronous=NORMAL still loses
+        # nothing when a process crashes (only an OS crash or power loss can drop the
+        # last commits).
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.close()
+
+    return on_connect
+
+
+_OPTUNA_TABLES = ("studies", "trials", "version_info", "alembic_version")
+
+
+def _check_tables(url: str, engine_kwargs: dict[str, Any]) -> None:
+    """For read-only commands: the database must hold Optuna's tables; creates nothing."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, **engine_kwargs)
+    try:
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    if not tables.intersection(_OPTUNA_TABLES):
+        raise StorageError(
+            f"No search in {redact(url)!r}: the database has no Optuna tables. Run "
+            f"`stagetune run` first, or pass --storage with the URL the search used."
+        )
+
+
+def _schema_message(error: RuntimeError, url: str, raw: str | None) -> str:
+    """Optuna's schema-version error, with the command that fixes it and no password."""
+    message = str(error).replace(url, redact(url))
+    shown = raw if raw and "${" in raw else redact(url)
+    if "optuna storage upgrade" in message:
+        return (
+            f"The database {redact(url)!r} was created by an older Optuna and its schema "
+            f"must be upgraded once (back it up first): "
+            f"optuna storage upgrade --storage '{shown}'"
+            + (" (put your password in place of ***)" if "***" in shown else "")
+        )
+    if "pip install -U optuna" in message:
+        return (
+            f"The database {redact(url)!r} was created by a newer Optuna than this one: "
+            f"pip install -U optuna (within stagetune's supported range), then run again."
+        )
+    return message
 
 
 def open_storage(
@@ -121,23 +210,39 @@ def open_storage(
     *,
     read_only: bool = False,
     heartbeat_interval: int | None = HEARTBEAT_INTERVAL,
+    grace_period: int = GRACE_PERIOD,
+    busy_timeout: float | None = None,
+    retry_for: float | None = None,
 ) -> RDBStorage:
     """Open (and, unless ``read_only``, create) the Optuna storage for a search.
+
+    The schema is created once, under a lock that every worker sees, so that
+    workers started at the same moment on a fresh database all succeed. Every
+    call to the returned storage is retried while the database is busy (SQLite
+    "database is locked", PostgreSQL deadlocks) or the connection was lost, for
+    up to ``retry_for`` seconds.
 
     Args:
         storage: A SQLAlchemy URL, a SQLite file path, or ``None`` for
             ``sqlite:///stagetune.db`` in the working directory.
         read_only: For commands that only read (status, dashboard, export): a
-            missing SQLite file is an error and no table is created.
+            missing SQLite file or a database without Optuna's tables is an
+            error, and no table, file or lock is created.
         heartbeat_interval: Seconds between trial heartbeats (``None``: off).
             With it on, a trial whose worker died is failed and re-run.
+        grace_period: Seconds without heartbeat after which a trial is orphaned.
+        busy_timeout: Seconds a SQLite connection waits for a lock before an
+            attempt fails (default: the URL's ``?timeout=``, else 60).
+        retry_for: Seconds a storage call retries a busy or lost database
+            before it raises (default 600).
 
     Returns:
         An ``optuna.storages.RDBStorage``.
 
     Raises:
         StorageError: The URL is invalid, its driver is missing, its directory
-            does not exist or is not writable, or the database cannot be reached.
+            does not exist or is not writable, the database cannot be reached,
+            or its schema is from another Optuna version.
 
     Example:
         >>> import tempfile, os
@@ -145,35 +250,52 @@ def open_storage(
         >>> open_storage(f"sqlite:///{path}").url.startswith("sqlite:///")
         True
     """
+    import contextlib
     import warnings
 
     import optuna
     import sqlalchemy
     import sqlalchemy.exc
 
+    from storage._locking import LockTimeoutError, url_lock
+    from storage._recovery import retry_callback
+    from storage._retry import RETRY_FOR, retrying_storage_class
+
     url = storage_url(storage)
     parsed = _parse(url)
     path = sqlite_path(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    busy = _sqlite_busy_timeout(parsed, busy_timeout) if sqlite else 0.0
     if path is not None:
         _check_sqlite_file(path, read_only=read_only)
     engine_kwargs: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite":
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
+    if sqlite:
+        engine_kwargs["connect_args"] = {"timeout": busy}
     else:
         engine_kwargs["pool_pre_ping"] = True
+    heartbeat = heartbeat_interval if not read_only else None
     try:
-        with warnings.catch_warnings():
+        if read_only:
+            _check_tables(url, engine_kwargs)
+        in_memory = sqlite and path is None
+        schema_lock = (
+            contextlib.nullcontext() if read_only or in_memory else url_lock(url, "schema")
+        )
+        with schema_lock, warnings.catch_warnings():
+            if path is not None and not read_only:
+                _use_wal(path, busy)
             # Optuna marks the heartbeat experimental; stagetune relies on it on purpose.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
-            rdb = optuna.storages.RDBStorage(
+            rdb = retrying_storage_class()(
                 url,
                 engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=GRACE_PERIOD if heartbeat_interval else None,
-                heartbeat_stale_trial_callback=callback if heartbeat_interval else None,
+                heartbeat_interval=heartbeat,
+                grace_period=grace_period if heartbeat else None,
+                heartbeat_stale_trial_callback=retry_callback() if heartbeat else None,
                 skip_table_creation=read_only,
             )
+    except StorageError:
+        raise
     except sqlalchemy.exc.NoSuchModuleError:
         raise StorageError(
             f"Unknown database in storage URL {redact(url)!r}: use sqlite:// or "
@@ -184,21 +306,27 @@ def open_storage(
             f"The database driver for {redact(url)!r} is not installed: "
             f"pip install 'stagetune[postgres]' for PostgreSQL."
         ) from None
-    except sqlalchemy.exc.OperationalError as error:
-        reason = str(error.orig).splitlines()[0] if error.orig else "connection failed"
-        raise StorageError(
-            f"Cannot open storage {redact(url)!r}: {reason.replace(url, redact(url))}"
-        ) from None
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+        raise StorageError(_connection_message(error, url)) from None
+    except LockTimeoutError as error:
+        raise StorageError(f"Cannot open storage {redact(url)!r}: {error}") from None
     except RuntimeError as error:
         # Optuna's schema check: "... Please execute `$ optuna storage upgrade ...`".
-        raise StorageError(str(error).replace(url, redact(url))) from None
-    except optuna.exceptions.StorageInternalError:
-        # Only without table creation: the database exists but holds no Optuna tables.
-        raise StorageError(
-            f"The database {redact(url)!r} holds no Optuna studies (no tables): run "
-            f"`stagetune run` first, or pass --storage with the URL the search used."
-        ) from None
-    if parsed.get_backend_name() == "sqlite":
-        sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_pragmas)
+        raise StorageError(_schema_message(error, url, storage)) from None
+    rdb.retry_for = RETRY_FOR if retry_for is None else float(retry_for)  # type: ignore[attr-defined]
+    if sqlite:
+        sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_pragmas(busy))
         rdb.engine.dispose()
     return rdb
+
+
+def _connection_message(error: BaseException, url: str) -> str:
+    import sqlalchemy.exc
+
+    cause: BaseException = error
+    while not isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    orig = getattr(cause, "orig", None)
+    text = str(orig if orig is not None else cause).strip()
+    reason = text.splitlines()[0] if text else "connection failed"
+    return f"Cannot open storage {redact(url)!r}: {reason.replace(url, redact(url))}"

@@ -1,0 +1,190 @@
+"""The stage barrier: any number of workers, one stage at a time, exactly its budget.
+
+Every worker (a process of ``--workers N``, another terminal, another machine)
+runs the same loop on each stage's study:
+
+1. **open** the stage under the search lock: the first worker writes its
+   lineage and queues its first trial (the guide's default); the others find
+   them.
+2. **claim** a slot under the lock: fail orphaned trials (their retries are
+   queued), count the stage's finished (COMPLETE + PRUNED) and RUNNING trials,
+   and only if ``finished + running < budget`` ask for a trial (a queued retry
+   first) and record the worker and its first heartbeat on it. Counting and
+   creating under one lock is what keeps N workers from overshooting the budget.
+3. **run** the claimed trial (outside the lock), then claim again.
+4. **wait** when no slot is free: the stage ends when it has its budget of
+   finished trials and none running; until then a RUNNING trial may still fail
+   and its retry need a worker.
+5. **close** the stage under the lock: the first worker to get there writes its
+   best values on the study; every worker then reads them back from storage,
+   so all carry the same values into the next stage.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from optuna.trial import TrialState
+
+from search._trial import run_trial
+from search._workers import Interrupted, check_interrupted, critical
+from storage import (
+    StageLineage,
+    claim_trial,
+    fail_and_retry,
+    read_lineage,
+    recover_dead_trials,
+    search_lock,
+    write_lineage,
+)
+
+if TYPE_CHECKING:
+    import optuna
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: Seconds between looks at the storage while waiting at the barrier (growing to the max).
+POLL_MIN = 0.05
+POLL_MAX = 1.0
+
+
+def open_stage(
+    study: optuna.Study,
+    lineage: StageLineage,
+    *,
+    check: Callable[[StageLineage], None],
+    first_trial: dict[str, Any],
+    on_open: Callable[[], None] | None = None,
+) -> StageLineage:
+    """Write the stage's lineage and queue its first trial, once among all workers.
+
+    Args:
+        study: The stage's study.
+        lineage: What this worker would write (not done).
+        check: Raises if the stored lineage belongs to another plan.
+        first_trial: Parameters of the first trial, queued if the study has no trial.
+        on_open: Called under the lock when the stage is not done yet (notes).
+
+    Returns:
+        The lineage in storage (``done`` if another worker closed the stage).
+    """
+    with search_lock(study._storage, study.study_name):
+        stored = read_lineage(study)
+        if stored is not None:
+            check(stored)
+            if stored.done:
+                return stored
+        else:
+            write_lineage(study, lineage)
+        if not study.get_trials(deepcopy=False):
+            study.enqueue_trial(first_trial)
+        if on_open is not None:
+            on_open()
+        return read_lineage(study) or lineage
+
+
+def count_trials(study: optuna.Study) -> tuple[int, int]:
+    """``(finished, running)``: the stage's COMPLETE + PRUNED trials, and its RUNNING ones."""
+    trials = study.get_trials(deepcopy=False, states=(*_FINISHED, TrialState.RUNNING))
+    finished = sum(1 for t in trials if t.state in _FINISHED)
+    return finished, len(trials) - finished
+
+
+def _ask(study: optuna.Study) -> optuna.Trial:
+    with warnings.catch_warnings():
+        # The heartbeat is recorded by search._trial.Heartbeat, not by study.optimize.
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        return study.ask()
+
+
+def claim_slot(study: optuna.Study, budget: int, max_age: timedelta | None) -> optuna.Trial | None:
+    """Under the search lock: a trial for this worker if the stage has a free slot."""
+    with search_lock(study._storage, study.study_name):
+        recover_dead_trials(study, max_age=max_age)
+        finished, running = count_trials(study)
+        if finished + running >= budget:
+            return None
+        if running:
+            # Other workers sample at the same time: a sampler seeded like theirs
+            # would suggest the same values.
+            study.sampler.reseed_rng()
+        trial = _ask(study)
+        try:
+            claim_trial(trial)
+        except BaseException:
+            fail_and_retry(study, trial._trial_id)
+            raise
+        return trial
+
+
+def run_trials(
+    study: optuna.Study,
+    *,
+    budget: int,
+    objective: Callable[[optuna.Trial], float],
+    max_age: timedelta | None,
+    on_progress: Callable[[], None] | None = None,
+) -> bool:
+    """Claim and run trials of one stage until it has ``budget`` finished and none running.
+
+    Returns:
+        ``False`` if this worker ran ``4 * budget + 4`` trials without the stage
+        finishing (its trials keep failing); ``True`` when the stage is finished.
+    """
+    limit = 4 * budget + 4
+    attempts = 0
+    delay = POLL_MIN
+    while True:
+        check_interrupted()
+        trial = None
+        try:
+            with critical():
+                if attempts < limit:
+                    trial = claim_slot(study, budget, max_age)
+        except Interrupted:
+            if trial is not None:  # claimed just before the signal took effect
+                with critical():
+                    fail_and_retry(study, trial._trial_id)
+            raise
+        if trial is not None:
+            attempts += 1
+            run_trial(study, trial, objective)
+            delay = POLL_MIN
+            if on_progress is not None:
+                on_progress()
+            continue
+        finished, running = count_trials(study)
+        if finished >= budget and running == 0:
+            return True
+        if attempts >= limit and running == 0:
+            return False
+        if on_progress is not None:
+            on_progress()
+        time.sleep(delay)
+        delay = min(delay * 2, POLL_MAX)
+
+
+def close_stage(
+    study: optuna.Study,
+    make_done: Callable[[StageLineage], StageLineage],
+    *,
+    on_close: Callable[[], None] | None = None,
+) -> StageLineage:
+    """Record the stage's best values once; returns what storage holds afterwards.
+
+    ``on_close`` runs under the lock, only in the worker that closes the stage.
+    """
+    with search_lock(study._storage, study.study_name):
+        stored = read_lineage(study)
+        if stored is None:
+            raise RuntimeError(f"stage study {study.study_name!r} lost its lineage")
+        if not stored.done:
+            write_lineage(study, make_done(stored))
+            if on_close is not None:
+                on_close()
+        final = read_lineage(study)
+        assert final is not None
+        return final

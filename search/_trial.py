@@ -1,0 +1,144 @@
+"""Running one claimed trial: heartbeat, objective, and a result that is never lost.
+
+``study.optimize`` turns a storage error while it records a result into a
+FAIL (or leaves the trial RUNNING, behind ``AssertionError("Should not
+reach.")``). Here the result is told inside a :func:`critical` block, through a
+storage whose calls retry while the database is busy; a trial that SIGINT or
+SIGTERM interrupts is marked FAIL and queued to run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from search._workers import Interrupted, critical
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import TrialState
+
+_logger = logging.getLogger("stagetune.search")
+
+
+class Heartbeat:
+    """Records a trial's heartbeat every ``interval`` seconds in a daemon thread.
+
+    Unlike Optuna's heartbeat thread it survives a failed write (the database
+    was locked): it logs, and beats again at the next interval.
+    """
+
+    def __init__(self, storage: Any, trial_id: int, interval: float | None) -> None:
+        self._storage = storage
+        self._trial_id = trial_id
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        if self._interval:
+            self._thread = threading.Thread(
+                target=self._beat, name=f"stagetune-heartbeat-{self._trial_id}", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+    def _beat(self) -> None:
+        assert self._interval is not None
+        try:
+            while not self._stop.wait(self._interval):
+                try:
+                    self._storage.record_heartbeat(self._trial_id)
+                except Exception as error:  # keep beating; the next beat may get through
+                    _logger.warning(
+                        "stagetune: heartbeat of trial id %d failed: %r", self._trial_id, error
+                    )
+        finally:
+            self._storage.remove_session()  # this thread's database connection
+
+
+def run_trial(
+    study: optuna.Study, trial: optuna.Trial, objective: Callable[[optuna.Trial], float]
+) -> TrialState:
+    """Run ``objective`` on a claimed trial and record its result.
+
+    Returns:
+        The state the trial ended in, as stored (FAIL if another worker failed it
+        as orphaned while it ran).
+
+    Raises:
+        Interrupted, KeyboardInterrupt: After the trial was failed and its retry queued.
+        Exception: What the objective raised, after the trial was marked FAIL.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from storage import INTERRUPTED_ATTR, fail_and_retry
+
+    storage = study._storage
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    value: float | None = None
+    with Heartbeat(storage, trial._trial_id, interval) as heartbeat:
+        try:
+            value = objective(trial)
+            state = TrialState.COMPLETE
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+        except KeyboardInterrupt as interrupt:
+            heartbeat.stop()
+            name = interrupt.args[0] if isinstance(interrupt, Interrupted) else "SIGINT"
+            with critical():
+                _set_interrupted(storage, trial._trial_id, INTERRUPTED_ATTR, name)
+                fail_and_retry(study, trial._trial_id)
+            raise
+        except Exception:
+            heartbeat.stop()
+            with critical():
+                tell(study, trial, TrialState.FAIL, None)
+            raise
+    with critical():
+        return tell(study, trial, state, value)
+
+
+def _set_interrupted(storage: Any, trial_id: int, key: str, name: str) -> None:
+    import optuna
+
+    # Already failed by another worker: nothing to mark.
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_system_attr(trial_id, key, name)
+
+
+def tell(
+    study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None
+) -> TrialState:
+    """Record a trial's result; returns the stored state.
+
+    The storage retries busy-database errors itself; ``skip_if_finished`` makes
+    telling again after a failure that did commit harmless.
+    """
+    from optuna.trial import TrialState
+
+    if state == TrialState.COMPLETE:
+        frozen = study.tell(trial, value, skip_if_finished=True)
+    else:
+        frozen = study.tell(trial, state=state, skip_if_finished=True)
+    if frozen.state != state:
+        _logger.warning(
+            "stagetune: trial %d was marked %s by another worker before it finished "
+            "(its heartbeat was late); its retry runs it again.",
+            trial.number,
+            frozen.state.name,
+        )
+    return frozen.state

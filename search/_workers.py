@@ -1,0 +1,252 @@
+"""Worker processes and the signals that stop them.
+
+``stagetune run --workers N`` starts N processes (``spawn``, one torch thread
+each) that all run the same search on the same storage, exactly as N copies of
+``stagetune run`` started in N terminals would: they share the stages through
+the storage (see ``search._barrier``), so a process started later, here or on
+another machine, joins them.
+
+SIGTERM and SIGINT raise :class:`Interrupted` in the main thread, except inside
+a :func:`critical` block (claiming a trial, telling its result), where the
+signal waits until the block ends; the trial that was running is then marked
+FAIL and queued to run again with the same parameters, and the process exits
+with ``128 + signal``. A third signal ends the process at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from search._search import SearchResult, StagedSearch
+
+#: Seconds the parent waits for interrupted workers to fail their trials and exit.
+STOP_TIMEOUT = 120.0
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the worker; its running trial is queued to run again."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class _SignalState:
+    received: int = 0
+    pending: int | None = None
+    depth: int = 0
+
+
+_signals = _SignalState()
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    _signals.received += 1
+    if _signals.received >= 3:
+        os._exit(128 + signum)
+    if _signals.received > 1:
+        return  # the same stop, delivered twice (terminal and parent): already stopping
+    if _signals.depth:
+        _signals.pending = signum
+        return
+    raise Interrupted(signum)
+
+
+def install_signal_handlers() -> Callable[[], None]:
+    """Turn SIGINT and SIGTERM into :class:`Interrupted`; returns a function that undoes it.
+
+    Only the main thread can install handlers; elsewhere this does nothing.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    _signals.received, _signals.pending, _signals.depth = 0, None, 0
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+@contextlib.contextmanager
+def critical() -> Iterator[None]:
+    """A block that a signal does not cut in two: it raises when the block ends."""
+    _signals.depth += 1
+    try:
+        yield
+    except BaseException:
+        _signals.depth -= 1
+        raise
+    _signals.depth -= 1
+    check_interrupted()
+
+
+def check_interrupted() -> None:
+    """Raise the :class:`Interrupted` that arrived during a critical block, if any."""
+    if _signals.depth == 0 and _signals.pending is not None:
+        signum, _signals.pending = _signals.pending, None
+        raise Interrupted(signum)
+
+
+# -- worker processes ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker process needs to rebuild the search (all picklable)."""
+
+    search: StagedSearch
+    threads: int
+    index: int
+
+
+def _worker_main(spec: WorkerSpec) -> None:
+    """Entry point of a worker process: run the search, exit with a code the parent reads."""
+    code = 0
+    restore = install_signal_handlers()
+    try:
+        import torch
+
+        torch.set_num_threads(spec.threads)
+        from search._cli import _quiet_optuna, _user_errors
+
+        _quiet_optuna()
+        try:
+            spec.search.run()
+        except Interrupted as interrupted:
+            code = interrupted.exit_code
+        except KeyboardInterrupt:
+            code = 130
+        except _user_errors() as error:
+            print(f"stagetune: worker {spec.index}: error: {error}", file=sys.stderr)
+            code = 2
+    finally:
+        restore()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+@dataclass(frozen=True)
+class WorkerExit:
+    """How one worker process ended."""
+
+    index: int
+    pid: int
+    exitcode: int
+
+    def describe(self) -> str:
+        if self.exitcode < 0:
+            try:
+                name = signal.Signals(-self.exitcode).name
+            except ValueError:
+                name = f"signal {-self.exitcode}"
+            return f"worker {self.index} (pid {self.pid}) was killed by {name}"
+        return f"worker {self.index} (pid {self.pid}) exited with code {self.exitcode}"
+
+
+def run_workers(
+    search: StagedSearch,
+    workers: int,
+    *,
+    threads: int = 1,
+    on_poll: Callable[[], None] | None = None,
+    poll_interval: float = 1.0,
+) -> tuple[SearchResult | None, list[WorkerExit]]:
+    """Run ``search`` in ``workers`` processes until it is finished.
+
+    A worker that dies (``kill -9``, out of memory) leaves its trial to the
+    others, which fail it and run it again. SIGINT/SIGTERM sent to this process
+    are passed on to the workers, which fail their running trials cleanly.
+
+    Args:
+        search: A search whose storage is a URL or path (workers open it themselves).
+        workers: Number of processes.
+        threads: Torch threads per worker.
+        on_poll: Called about every ``poll_interval`` seconds while workers run
+            (the CLI draws progress from storage with it).
+
+    Returns:
+        The result read from storage (``None`` if the search did not finish) and
+        how each worker ended.
+
+    Raises:
+        Interrupted: This process got SIGINT/SIGTERM (after the workers stopped).
+    """
+    import multiprocessing
+
+    from search._search import SearchError
+
+    if workers < 1:
+        raise SearchError(f"workers must be >= 1, but got {workers}.")
+    if threads < 1:
+        raise SearchError(f"threads must be >= 1, but got {threads}.")
+    if search.storage_arg is not None and not isinstance(search.storage_arg, str):
+        raise SearchError(
+            "Several workers need the storage as a URL or path (each process opens it), "
+            "not as a storage object."
+        )
+    search.prepare()  # creates the schema once, checks the plan, before any worker starts
+    context = multiprocessing.get_context("spawn")
+    processes = []
+    for index in range(workers):
+        spec = WorkerSpec(search.for_worker(), threads, index)
+        process = context.Process(target=_worker_main, args=(spec,), name=f"stagetune-{index}")
+        process.start()
+        processes.append(process)
+    interrupted: Interrupted | None = None
+    try:
+        while any(p.is_alive() for p in processes):
+            try:
+                with critical():
+                    if on_poll is not None:
+                        on_poll()
+                _join_any(processes, poll_interval)
+            except Interrupted as error:
+                interrupted = error
+                break
+    finally:
+        if interrupted is not None or any(p.is_alive() for p in processes):
+            _stop(processes, interrupted.signum if interrupted else signal.SIGTERM)
+    exits = [WorkerExit(i, p.pid or 0, p.exitcode or 0) for i, p in enumerate(processes)]
+    if interrupted is not None:
+        raise interrupted
+    return search.result(), exits
+
+
+def _join_any(processes: list[Any], timeout: float) -> None:
+    from multiprocessing.connection import wait
+
+    alive = [p.sentinel for p in processes if p.is_alive()]
+    if alive:
+        wait(alive, timeout=timeout)
+
+
+def _stop(processes: list[Any], signum: int) -> None:
+    """Pass the signal on, wait for the workers to fail their trials; kill what hangs."""
+    for process in processes:
+        if process.is_alive() and process.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM if signum != signal.SIGINT else signum)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for process in processes:
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=10)
