@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,9 @@ from spaces import Plan, default_plan
 
 #: Set by .ci/run when it started a PostgreSQL server for the tests.
 POSTGRES_URL_ENV = "STAGETUNE_TEST_POSTGRES_URL"
+
+
+_DATABASES = itertools.count(1)
 
 
 def postgres_url() -> str | None:
@@ -33,7 +37,9 @@ class StorageSupplier:
         url = postgres_url()
         if url is None:
             pytest.skip(f"{POSTGRES_URL_ENV} is not set: .ci/run starts PostgreSQL for these")
-        return _fresh_postgres_database(url, f"stagetune_test_{os.getpid()}_{self._count}")
+        # Numbered across suppliers: a database of an earlier test may still be open.
+        number = next(_DATABASES)
+        return _fresh_postgres_database(url, f"stagetune_test_{os.getpid()}_{number}")
 
 
 def _fresh_postgres_database(url: str, name: str) -> str:

@@ -1,79 +1,128 @@
-"""A search killed with SIGKILL in stage 2, then run again, ends exactly on budget."""
+"""Real faults on a running search: SIGKILL at random points, SIGTERM and SIGINT mid-trial."""
 
 from __future__ import annotations
 
 import os
+import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+import pytest
+from optuna.trial import FrozenTrial, TrialState
 
-from storage import open_storage
-
-STAGES = ("lr", "weight_decay", "regularization")
-
-
-def stagetune(db: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable, "-m", "search", "run", "--storage", f"sqlite:///{db}",
-        "--name", "k", "--trials", "3", "--epochs", "25", "--quiet", *extra,
-    ]  # fmt: skip
-
-
-def snapshot(url: str, stage: str) -> list[tuple[int, str, float | None, dict]]:
-    study = optuna.load_study(study_name=f"k/{stage}", storage=open_storage(url))
-    return [(t.number, t.state.name, t.value, t.params) for t in study.trials]
+from search import StagedSearch
+from spaces import default_plan
+from storage import INTERRUPTED_ATTR, WORKER_ATTR, open_storage
+from tests.search_tests.nothing_lost import (
+    assert_nothing_lost,
+    finish,
+    running_trials,
+    snapshot,
+    stagetune,
+    start,
+    studies,
+    wait_until,
+)
 
 
-def wait_for_running_trial(url: str, stage: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the search ended before it could be killed"
+def is_of(trial: FrozenTrial, pid: int) -> bool:
+    return trial.system_attrs.get(WORKER_ATTR, {}).get("pid") == pid
+
+
+def test_sigkill_at_five_random_points_loses_nothing(tmp_path: Path) -> None:
+    """Five workers in turn, each killed at a seeded random point while the next one
+    (started before the kill, so it joins the search) takes over; the last finishes."""
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    argv = stagetune(url, "k", trials=5, epochs=8)
+    rng = random.Random(5)
+    target = 0
+    killed: set[int] = set()
+    hit = 0
+    process = start(argv)
+    for round_ in range(5):
+        successor = start(argv)
+        # After 1-2 more finished trials (of 15), and a random delay into one of this
+        # worker's trials: mid-training, reporting, telling, or claiming the next.
+        target = min(target + rng.randint(1, 2), 11)
+        delay = rng.uniform(0.0, 0.3)
         try:
-            study = optuna.load_study(study_name=f"k/{stage}", storage=open_storage(url))
-            running = study.get_trials(states=(TrialState.RUNNING,))
-            if running and running[0].number >= 1:
-                return
-        except KeyError:
-            pass  # the stage's study does not exist yet
-        time.sleep(0.05)
-    raise AssertionError("no trial of stage 2 started within 120 s")
+            wait_until(
+                lambda: (
+                    len(snapshot(url, "k")) >= target  # noqa: B023
+                    and [t for _, t in running_trials(url, "k") if is_of(t, process.pid)]
+                ),  # noqa: B023
+                process=process,
+                what=f"{target} finished trials and a running one",
+            )
+            time.sleep(delay)
+            before = snapshot(url, "k")
+            hit += bool([t for _, t in running_trials(url, "k") if is_of(t, process.pid)])
+            os.kill(process.pid, signal.SIGKILL)
+        finally:
+            finish(process, timeout=60)
+        assert process.returncode == -signal.SIGKILL, f"round {round_}: the worker ended first"
+        killed.add(process.pid)
+        after = snapshot(url, "k")
+        assert {k: v for k, v in after.items() if k in before} == before  # finished stay
+        process = successor
+
+    before = snapshot(url, "k")
+    code, _, err = finish(process)
+    assert code == 0, err
+    counts = assert_nothing_lost(url, "k", budget=5, epochs=8, before=before)
+    failed = [
+        t
+        for study in studies(url, "k").values()
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    ]
+    # Only killed workers' trials failed; each was re-run with its params (up to 3 times).
+    assert {t.system_attrs[WORKER_ATTR]["pid"] for t in failed} <= killed
+    assert counts["failed"] == len(failed) >= hit - 1 >= 2
+    assert counts["retries"] == counts["failed"] - counts["exhausted"]
 
 
-def test_sigkill_during_stage_2_then_rerun_finishes_exactly_the_budget(tmp_path: Path) -> None:
-    db = tmp_path / "kill.db"
-    url = f"sqlite:///{db}"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(stagetune(db), env=env, stdout=subprocess.DEVNULL)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_fail_the_running_trial_which_reruns_on_resume(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    url = f"sqlite:///{tmp_path / 'stop.db'}"
+    process = start(stagetune(url, "t", trials=2, epochs=30))
     try:
-        wait_for_running_trial(url, "weight_decay", process)
-        stage1 = snapshot(url, "lr")
+        stage, trial = wait_until(
+            lambda: [(s, t) for s, t in running_trials(url, "t") if t.number >= 1],
+            process=process,
+            what="trial 1 to start",
+        )[0]
+        wait_until(
+            lambda: studies(url, "t")[stage].trials[trial.number].intermediate_values,
+            process=process,
+            what="trial 1 to report an epoch",
+        )
+        os.kill(process.pid, signum)
     finally:
-        process.kill()  # SIGKILL, also when waiting failed: never leave a worker behind
-        process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
-    killed = snapshot(url, "weight_decay")
-    assert any(state == "RUNNING" for _, state, _, _ in killed)
+        code, _, err = finish(process, timeout=120)
+    assert code == 128 + signum, err
+    assert "queued to run again" in err
+    assert "Traceback" not in err
 
-    rerun = subprocess.run(stagetune(db), env=env, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr
-
-    assert snapshot(url, "lr") == stage1
-    storage = open_storage(url)
-    for stage in STAGES:
-        study = optuna.load_study(study_name=f"k/{stage}", storage=storage)
-        states = [t.state for t in study.trials]
-        assert TrialState.RUNNING not in states
-        finished = [s for s in states if s in (TrialState.COMPLETE, TrialState.PRUNED)]
-        assert len(finished) == 3, (stage, states)
-    wd = optuna.load_study(study_name="k/weight_decay", storage=storage)
-    failed = [t for t in wd.trials if t.state == TrialState.FAIL]
-    assert len(failed) == 1
-    retry = [t for t in wd.trials if t.system_attrs.get("failed_trial") == failed[0].number]
+    study = studies(url, "t")[stage]
+    stopped = study.trials[trial.number]
+    assert stopped.state == TrialState.FAIL
+    assert stopped.system_attrs[INTERRUPTED_ATTR] == signum.name
+    retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == trial.number]
     assert len(retry) == 1
-    assert retry[0].params == failed[0].params
-    assert retry[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert retry[0].state == TrialState.WAITING
+    assert retry[0].params == stopped.params
+    assert not running_trials(url, "t")
+
+    # Resume (in this process: the same search with the same plan).
+    before = snapshot(url, "t")
+    search = StagedSearch(
+        default_plan("mlp", n_trials=2), storage=url, name="t", epochs=30, progress=None
+    )
+    search.run()
+    assert_nothing_lost(url, "t", budget=2, epochs=30, before=before)
+    rerun = optuna.load_study(study_name=study.study_name, storage=open_storage(url))
+    assert rerun.trials[retry[0].number].state in (TrialState.COMPLETE, TrialState.PRUNED)

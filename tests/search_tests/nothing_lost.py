@@ -1,0 +1,166 @@
+"""The "nothing lost" invariants every fault test checks, and helpers to run workers.
+
+Nothing lost means: every trial a worker finished is COMPLETE or PRUNED in storage
+with its value, params and reported steps; no trial is left RUNNING; trial numbers
+are unique; each retry links to the trial it replaces (same params); each stage
+ends with exactly its budget; every worker carried the same values forward.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from storage import WORKER_ATTR, open_storage
+
+STAGES = ("lr", "weight_decay", "regularization")
+SEARCHED = {"lr": "lr", "weight_decay": "weight_decay", "regularization": "dropout"}
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+Snapshot = dict[tuple[str, int], tuple[str, float | None, dict[str, Any], dict[int, float]]]
+
+
+def stagetune(url: str, name: str, *extra: str, trials: int = 3, epochs: int = 5) -> list[str]:
+    """The command line of a quiet `stagetune run`."""
+    return [
+        sys.executable, "-m", "search", "run", "--storage", url, "--name", name,
+        "--trials", str(trials), "--epochs", str(epochs), "--quiet", "--threads", "1", *extra,
+    ]  # fmt: skip
+
+
+def start(argv: Sequence[str]) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        list(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str, str]:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(f"worker did not finish within {timeout} s: {err[-2000:]}") from None
+    return process.returncode, out, err
+
+
+def studies(url: str, name: str, stages: Sequence[str] = STAGES) -> dict[str, optuna.Study]:
+    storage = open_storage(url, read_only=True)
+    found = {s.study_name for s in storage.get_all_studies()}
+    return {
+        stage: optuna.load_study(study_name=f"{name}/{stage}", storage=storage)
+        for stage in stages
+        if f"{name}/{stage}" in found
+    }
+
+
+def wait_until(
+    condition: Callable[[], Any], *, timeout: float = 120, process: Any = None, what: str = ""
+) -> Any:
+    """Poll ``condition`` (exceptions count as false) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            err = process.stderr.read()[-2000:]
+            raise AssertionError(f"the worker ended before {what}: {err}")
+        try:
+            result = condition()
+        except Exception:
+            result = None
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def running_trials(url: str, name: str) -> list[tuple[str, FrozenTrial]]:
+    return [
+        (stage, trial)
+        for stage, study in studies(url, name).items()
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    ]
+
+
+def snapshot(url: str, name: str, stages: Sequence[str] = STAGES) -> Snapshot:
+    """Every finished trial: state, value, params and reported steps."""
+    return {
+        (stage, t.number): (t.state.name, t.value, dict(t.params), dict(t.intermediate_values))
+        for stage, study in studies(url, name, stages).items()
+        for t in study.get_trials(deepcopy=False, states=FINISHED)
+    }
+
+
+def workers_of(trials: Sequence[FrozenTrial]) -> set[int]:
+    return {t.system_attrs[WORKER_ATTR]["pid"] for t in trials if WORKER_ATTR in t.system_attrs}
+
+
+def assert_nothing_lost(
+    url: str,
+    name: str,
+    *,
+    budget: int,
+    epochs: int,
+    before: Snapshot | None = None,
+    stages: Sequence[str] = STAGES,
+) -> dict[str, int]:
+    """Check the invariants; returns counts of failed trials and retries."""
+    found = studies(url, name, stages)
+    assert list(found) == list(stages), f"missing stage studies: {set(stages) - set(found)}"
+    failed_total = retries_total = exhausted = 0
+    carried: dict[str, Any] = {}
+    for stage, study in found.items():
+        trials = study.trials
+        numbers = [t.number for t in trials]
+        assert sorted(numbers) == list(range(len(trials))), (stage, numbers)
+        states = [t.state for t in trials]
+        assert TrialState.RUNNING not in states, (stage, states)
+        finished = [t for t in trials if t.state in FINISHED]
+        assert len(finished) == budget, (stage, [s.name for s in states])
+        for trial in finished:
+            assert SEARCHED[stage] in trial.params, (stage, trial.number, trial.params)
+            for key, value in carried.items():
+                assert trial.params[key] == value, (stage, trial.number, key)
+            steps = sorted(trial.intermediate_values)
+            assert steps == list(range(1, len(steps) + 1)), (stage, trial.number, steps)
+            if trial.state == TrialState.COMPLETE:
+                assert steps == list(range(1, epochs + 1)), (stage, trial.number, steps)
+                assert trial.value == trial.intermediate_values[epochs]
+        by_number = {t.number: t for t in trials}
+        for failed in (t for t in trials if t.state == TrialState.FAIL):
+            failed_total += 1
+            retries = [
+                t
+                for t in trials
+                if (t.system_attrs.get("retry_history") or [None])[-1] == failed.number
+            ]
+            history = failed.system_attrs.get("retry_history", [])
+            if len(history) >= 3:
+                exhausted += 1  # retried as often as allowed: a fresh trial took its slot
+                continue
+            assert len(retries) == 1, (stage, failed.number, [t.number for t in retries])
+            retry = retries[0]
+            retries_total += 1
+            original = failed.system_attrs.get("failed_trial", failed.number)
+            assert retry.system_attrs["failed_trial"] == original
+            for key, value in failed.params.items():
+                assert retry.params[key] == value, (stage, failed.number, key)
+            assert retry.state in (*FINISHED, TrialState.FAIL), retry.state
+        for trial in trials:
+            for number in trial.system_attrs.get("retry_history", []):
+                assert by_number[number].state == TrialState.FAIL
+        best = study.user_attrs["stagetune_best_params"]
+        assert study.user_attrs["stagetune_done"] is True
+        carried.update(best)
+    if before is not None:
+        after = snapshot(url, name, stages)
+        for key, value in before.items():
+            assert after.get(key) == value, (key, value, after.get(key))
+    return {"failed": failed_total, "retries": retries_total, "exhausted": exhausted}
