@@ -19,6 +19,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,7 +44,9 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
-class _SignalState:
+class _SignalState(threading.local):
+    # Thread-local: handlers run in the main thread and read its critical depth;
+    # threads that run searches of their own (Python API) keep separate counts.
     received: int = 0
     pending: int | None = None
     depth: int = 0
@@ -69,8 +72,6 @@ def install_signal_handlers() -> Callable[[], None]:
 
     Only the main thread can install handlers; elsewhere this does nothing.
     """
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     _signals.received, _signals.pending, _signals.depth = 0, None, 0

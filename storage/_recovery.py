@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -64,9 +65,14 @@ def _machine() -> dict[str, str | None]:
 
 
 def worker_identity() -> dict[str, Any]:
-    """Who runs a trial: host, boot id, PID namespace, process id and its start time."""
+    """Who runs a trial: host, boot id, PID namespace, process id, its start time, thread."""
     pid = os.getpid()
-    return {**_machine(), "pid": pid, "start": _process_start(pid)}
+    return {
+        **_machine(),
+        "pid": pid,
+        "start": _process_start(pid),
+        "thread": threading.current_thread().name,
+    }
 
 
 def _is_here(worker: dict[str, Any]) -> bool:

@@ -171,18 +171,29 @@ _OPTUNA_TABLES = ("studies", "trials", "version_info", "alembic_version")
 
 
 def _check_tables(url: str, engine_kwargs: dict[str, Any]) -> None:
-    """For read-only commands: the database must hold Optuna's tables; creates nothing."""
+    """For read-only commands: the database must hold a complete Optuna schema.
+
+    Optuna's RDBStorage writes while it opens a database whose version tables are
+    empty (it stamps them); checking first keeps read-only commands from writing,
+    even while a worker is creating the schema.
+    """
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, **engine_kwargs)
     try:
         tables = set(sqlalchemy.inspect(engine).get_table_names())
+        complete = tables.issuperset(_OPTUNA_TABLES)
+        if complete:
+            with engine.connect() as connection:
+                for table in ("version_info", "alembic_version"):
+                    statement = sqlalchemy.text(f"SELECT COUNT(*) FROM {table}")
+                    complete = complete and bool(connection.execute(statement).scalar())
     finally:
         engine.dispose()
-    if not tables.intersection(_OPTUNA_TABLES):
+    if not complete:
         raise StorageError(
-            f"No search in {redact(url)!r}: the database has no Optuna tables. Run "
-            f"`stagetune run` first, or pass --storage with the URL the search used."
+            f"No search in {redact(url)!r}: the database has no (complete) Optuna schema. "
+            f"Run `stagetune run` first, or pass --storage with the URL the search used."
         )
 
 

@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -31,6 +32,16 @@ def is_of(trial: FrozenTrial, pid: int) -> bool:
     return trial.system_attrs.get(WORKER_ATTR, {}).get("pid") == pid
 
 
+def mid_trial(url: str, pid: int, finished: int) -> Callable[[], bool]:
+    """True once the search has ``finished`` trials and worker ``pid`` runs one."""
+
+    def check() -> bool:
+        mine = [t for _, t in running_trials(url, "k") if is_of(t, pid)]
+        return len(snapshot(url, "k")) >= finished and bool(mine)
+
+    return check
+
+
 def test_sigkill_at_five_random_points_loses_nothing(tmp_path: Path) -> None:
     """Five workers in turn, each killed at a seeded random point while the next one
     (started before the kill, so it joins the search) takes over; the last finishes."""
@@ -49,10 +60,7 @@ def test_sigkill_at_five_random_points_loses_nothing(tmp_path: Path) -> None:
         delay = rng.uniform(0.0, 0.3)
         try:
             wait_until(
-                lambda: (
-                    len(snapshot(url, "k")) >= target  # noqa: B023
-                    and [t for _, t in running_trials(url, "k") if is_of(t, process.pid)]
-                ),  # noqa: B023
+                mid_trial(url, process.pid, target),
                 process=process,
                 what=f"{target} finished trials and a running one",
             )

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy.exc
+
+from storage import open_storage, transient_kind
+
+
+def hold_write_lock(db: Path, seconds: float) -> threading.Thread:
+    """An outside connection that takes SQLite's write lock and keeps it ``seconds``."""
+    locked = threading.Event()
+
+    def hold() -> None:
+        outside = sqlite3.connect(db, timeout=10, isolation_level=None)
+        outside.execute("BEGIN IMMEDIATE")
+        locked.set()
+        time.sleep(seconds)
+        outside.execute("COMMIT")
+        outside.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert locked.wait(10)
+    return thread
+
+
+def test_busy_sqlite_is_retried_until_the_lock_is_free(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "busy.db"
+    storage = open_storage(f"sqlite:///{db}", busy_timeout=0.1)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial_id = storage.create_new_trial(study._study_id)
+
+    holder = hold_write_lock(db, 1.5)  # 15x the busy timeout
+    started = time.monotonic()
+    storage.set_trial_user_attr(trial_id, "written", True)
+    waited = time.monotonic() - started
+    holder.join()
+
+    assert waited >= 1.0  # it waited for the lock instead of failing
+    assert storage.get_trial(trial_id).user_attrs == {"written": True}
+    assert "database is busy (locked) during set_trial_user_attr; retrying" in caplog.text
+
+
+def test_busy_timeout_comes_from_the_url(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 't.db'}?timeout=2.5")
+    optuna.create_study(storage=storage, study_name="s")
+    with storage.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 2500
+
+
+def test_retries_end_after_retry_for(tmp_path: Path) -> None:
+    db = tmp_path / "busy.db"
+    storage = open_storage(f"sqlite:///{db}", busy_timeout=0.1, retry_for=0.5)
+    optuna.create_study(storage=storage, study_name="s")
+    holder = hold_write_lock(db, 3.0)
+    try:
+        with pytest.raises(optuna.exceptions.StorageInternalError) as info:
+            optuna.create_study(storage=storage, study_name="t")
+        assert transient_kind(info.value) == "busy"
+    finally:
+        holder.join()
+
+
+def test_only_busy_and_lost_connections_are_transient() -> None:
+    locked = sqlalchemy.exc.OperationalError(
+        "UPDATE", {}, sqlite3.OperationalError("database is locked")
+    )
+    assert transient_kind(locked) == "busy"
+    wrapped = optuna.exceptions.StorageInternalError("commit failed")
+    wrapped.__cause__ = locked
+    assert transient_kind(wrapped) == "busy"
+    lost = sqlalchemy.exc.OperationalError("SELECT", {}, Exception("server closed"))
+    lost.connection_invalidated = True
+    assert transient_kind(lost) == "disconnect"
+    full = sqlalchemy.exc.OperationalError(
+        "INSERT", {}, sqlite3.OperationalError("disk I/O error")
+    )
+    assert transient_kind(full) is None
+    assert transient_kind(ValueError("database is locked")) is None
