@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -8,6 +10,7 @@ import optuna
 import pytest
 
 from storage import StorageError, open_storage, redact, storage_url
+from tests.conftest import StorageSupplier
 
 if TYPE_CHECKING:
     from tests.conftest import StorageSupplier
@@ -100,3 +103,74 @@ def test_passwords_never_appear_in_errors() -> None:
         open_storage(url)
     assert "hunter2" not in str(info.value)
     assert "me:***@127.0.0.1" in str(info.value)
+
+
+def test_old_optuna_schema_gives_the_upgrade_command_that_works(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    storage = open_storage(url)
+    optuna.create_study(storage=storage, study_name="s")
+    # Mark the schema as one from an older Optuna (the revision before the current head).
+    with storage.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'v3.0.0.d'")
+    storage.engine.dispose()
+
+    for read_only in (False, True):
+        with pytest.raises(StorageError) as info:
+            open_storage(url, read_only=read_only)
+        assert f"optuna storage upgrade --storage '{url}'" in str(info.value)
+
+    optuna_cli = Path(sys.executable).parent / "optuna"
+    subprocess.run(
+        [str(optuna_cli), "storage", "upgrade", "--storage", url],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert [s.study_name for s in open_storage(url).get_all_studies()] == ["s"]
+
+
+def test_upgrade_command_keeps_the_password_out() -> None:
+    from storage._storage import _schema_message
+
+    error = RuntimeError(
+        "... Please execute `$ optuna storage upgrade --storage $STORAGE_URL` ..."
+    )
+    url = "postgresql://me:hunter2@db/s"
+    assert "hunter2" not in _schema_message(error, url, url)
+    assert "postgresql://me:***@db/s" in _schema_message(error, url, url)
+    template = "postgresql://me:${PGPASSWORD}@db/s"
+    assert "--storage 'postgresql://me:${PGPASSWORD}@db/s'" in _schema_message(
+        error, url, template
+    )
+
+
+def test_a_file_where_the_directory_should_be_is_a_clear_error(tmp_path: Path) -> None:
+    # Root-proof (CI runs as root): no permission bits involved.
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StorageError, match=r"'.*file' is not a directory"):
+        open_storage(f"sqlite:///{tmp_path / 'file' / 'x.db'}")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_a_directory_nobody_can_write_is_a_clear_error() -> None:
+    # /proc takes no new files, not even from root.
+    with pytest.raises(StorageError, match="the directory '/proc' is not writable"):
+        open_storage("sqlite:////proc/stagetune-test.db")
+    assert not Path("/proc/stagetune-test.db").exists()
+
+
+def test_read_only_open_of_an_empty_database_creates_no_table(
+    storage_supplier: StorageSupplier,
+) -> None:
+    import sqlalchemy
+
+    url = storage_supplier.url()
+    if url.startswith("sqlite"):
+        Path(url.removeprefix("sqlite:///")).touch()  # an empty file, not a search
+    with pytest.raises(StorageError, match="has no \\(complete\\) Optuna schema"):
+        open_storage(url, read_only=True)
+    engine = sqlalchemy.create_engine(url)
+    try:
+        assert sqlalchemy.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
