@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ def test_run_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         (["run", "--storage", "foo://bar"], "Unknown database in storage URL 'foo://bar'"),
         (["run", "--storage", "not a url"], "Invalid storage URL 'not a url'"),
         (["run", "--trials", "0"], "--trials must be >= 1, but got 0"),
+        (["run", "--workers", "0"], "--workers must be >= 1, but got 0"),
         (["status", "--storage", "/nonexistent/x.db"], "No search database at"),
     ],
 )
@@ -57,3 +59,100 @@ def test_help_does_not_import_torch() -> None:
     code = "import sys; from search._cli import _parser; _parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def run_args(url: str, *extra: str) -> list[str]:
+    return ["run", "--storage", url, "--name", "c", "--epochs", "2", "--quiet", *extra]
+
+
+def test_resume_with_another_plan_fails_clearly_unless_new(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(run_args(sqlite_url, "--trials", "2")) == 0
+    capsys.readouterr()
+
+    assert main(run_args(sqlite_url, "--trials", "3")) == 2
+    err = capsys.readouterr().err
+    assert "Search 'c' exists in this storage with another plan (stage 'lr' trials 2 -> 3" in err
+    assert "add --new to delete it and start over" in err
+    other_epochs = [
+        "run",
+        "--storage",
+        sqlite_url,
+        "--name",
+        "c",
+        "--epochs",
+        "3",
+        "--trials",
+        "2",
+    ]
+    assert main(other_epochs) == 2
+    assert "epochs 2 -> 3" in capsys.readouterr().err
+
+    assert main(run_args(sqlite_url, "--trials", "3", "--new")) == 0
+    capsys.readouterr()
+    assert main(["status", "--storage", sqlite_url, "--name", "c"]) == 0
+    assert capsys.readouterr().out.count("3/3 finished") == 3
+
+
+def test_new_is_refused_while_the_search_has_live_workers(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import optuna
+
+    from storage import claim_trial, open_storage
+
+    assert main(run_args(sqlite_url, "--trials", "2")) == 0
+    study = optuna.load_study(study_name="c/lr", storage=open_storage(sqlite_url))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        claim_trial(study.ask())  # a trial this (live) process runs
+    capsys.readouterr()
+    assert main(run_args(sqlite_url, "--trials", "3", "--new")) == 2
+    assert "has 1 running trial(s) with live workers" in capsys.readouterr().err
+
+
+def test_status_shows_orphaned_and_retried_trials_and_changes_nothing(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    from storage import WORKER_ATTR, claim_trial, open_storage
+
+    assert main(run_args(sqlite_url, "--trials", "2")) == 0
+    storage = open_storage(sqlite_url)
+    study = optuna.load_study(study_name="c/weight_decay", storage=storage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trial = study.ask()
+    claim_trial(trial)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                          capture_output=True, check=True)  # fmt: skip
+    worker = {**study.trials[-1].system_attrs[WORKER_ATTR], "pid": int(dead.stdout)}
+    storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker)
+    capsys.readouterr()
+
+    assert main(["status", "--storage", sqlite_url, "--name", "c"]) == 0
+    out = capsys.readouterr().out
+    assert "[running 1 (1 orphaned), waiting 0, failed 0, retried 0]" in out
+    assert f"trial 2: orphaned, its worker (pid {int(dead.stdout)} on this machine) is gone" in out
+    assert study.trials[2].state == TrialState.RUNNING  # status only reads
+
+    # A run recovers it; status then shows the retry and what it replaced.
+    from storage import recover_dead_trials
+
+    assert recover_dead_trials(study) == [2]
+    assert main(["status", "--storage", sqlite_url, "--name", "c"]) == 0
+    out = capsys.readouterr().out
+    assert "trial 3: retry of trial 2 (its worker died), WAITING" in out
+
+
+@pytest.mark.parametrize("command", [["status"], ["dashboard", "--port", "1"]])
+def test_read_only_commands_on_a_missing_database_create_nothing(
+    tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "missing.db"
+    assert main([*command, "--storage", f"sqlite:///{db}"]) == 2
+    assert "No search database at" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
