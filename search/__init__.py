@@ -1,5 +1,15 @@
 """Staged searches: what users call from scripts, the CLI and the dashboard."""
 
 from search._search import SearchError, SearchResult, StagedSearch, StageSummary, search_status
+from search._workers import Interrupted, WorkerExit, run_workers
 
-__all__ = ["SearchError", "SearchResult", "StageSummary", "StagedSearch", "search_status"]
+__all__ = [
+    "Interrupted",
+    "SearchError",
+    "SearchResult",
+    "StageSummary",
+    "StagedSearch",
+    "WorkerExit",
+    "run_workers",
+    "search_status",
+]
