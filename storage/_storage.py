@@ -192,8 +192,8 @@ def _check_tables(url: str, engine_kwargs: dict[str, Any]) -> None:
         engine.dispose()
     if not complete:
         raise StorageError(
-            f"No search in {redact(url)!r}: the database has no (complete) Optuna schema. "
-            f"Run `stagetune run` first, or pass --storage with the URL the search used."
+            f"The database {redact(url)!r} holds no Optuna studies (no tables): run "
+            f"`stagetune run` first, or pass --storage with the URL the search used."
         )
 
 

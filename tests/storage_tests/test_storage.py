@@ -10,7 +10,6 @@ import optuna
 import pytest
 
 from storage import StorageError, open_storage, redact, storage_url
-from tests.conftest import StorageSupplier
 
 if TYPE_CHECKING:
     from tests.conftest import StorageSupplier
@@ -157,20 +156,3 @@ def test_a_directory_nobody_can_write_is_a_clear_error() -> None:
     with pytest.raises(StorageError, match="the directory '/proc' is not writable"):
         open_storage("sqlite:////proc/stagetune-test.db")
     assert not Path("/proc/stagetune-test.db").exists()
-
-
-def test_read_only_open_of_an_empty_database_creates_no_table(
-    storage_supplier: StorageSupplier,
-) -> None:
-    import sqlalchemy
-
-    url = storage_supplier.url()
-    if url.startswith("sqlite"):
-        Path(url.removeprefix("sqlite:///")).touch()  # an empty file, not a search
-    with pytest.raises(StorageError, match="has no \\(complete\\) Optuna schema"):
-        open_storage(url, read_only=True)
-    engine = sqlalchemy.create_engine(url)
-    try:
-        assert sqlalchemy.inspect(engine).get_table_names() == []
-    finally:
-        engine.dispose()
