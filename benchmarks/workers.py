@@ -12,7 +12,9 @@ Throughput is counted in steady state, read from storage: from the moment every
 worker finished its first trial (the first trial of a process also pays one-off
 imports) to the last trial's end, the trials started in that window per minute.
 It includes everything a trial costs besides training (claiming a slot under the
-lock, heartbeats, per-epoch reports, telling) and the waits at the stage barriers.
+lock, heartbeats, per-epoch reports, telling) and the waits at the stage barriers;
+``busy`` is the share of that window the workers spent inside trials, which other
+load on the machine does not change much (it slows the trials, not the waits).
 Errors are FAIL trials, trials left RUNNING, and workers that did not exit 0.
 """
 
@@ -80,6 +82,9 @@ def run(workers: int, trials: int, epochs: int, directory: Path) -> dict[str, An
         "steady_window_s": round(window, 2),
         "trials_per_minute": round(60 * len(steady) / window, 1),
         "mean_trial_s": round(sum(durations) / len(durations), 3),
+        # Share of the window the workers spent inside trials (the rest: claiming,
+        # waiting at stage barriers); independent of how fast the CPU trains.
+        "busy": round(sum(durations) / (workers * window), 3),
         "wall_s": round(wall, 1),
         "errors": int(errors),
     }
@@ -100,11 +105,12 @@ def main() -> int:
             print(json.dumps(results[-1]), flush=True)
     base = results[0]["trials_per_minute"]
     print(f"\n{os.cpu_count()} CPUs; {args.trials} trials x 3 stages, {args.epochs} epochs")
-    print("workers  trials/min  speed-up  mean trial  errors")
+    print("workers  trials/min  speed-up  mean trial  busy  errors")
     for r in results:
         print(
             f"{r['workers']:>7}  {r['trials_per_minute']:>10.1f}  "
-            f"{r['trials_per_minute'] / base:>7.2f}x  {r['mean_trial_s']:>9.2f}s  {r['errors']:>6}"
+            f"{r['trials_per_minute'] / base:>7.2f}x  {r['mean_trial_s']:>9.2f}s  "
+            f"{r['busy']:>4.0%}  {r['errors']:>6}"
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

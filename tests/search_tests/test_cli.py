@@ -156,3 +156,19 @@ def test_read_only_commands_on_a_missing_database_create_nothing(
     assert main([*command, "--storage", f"sqlite:///{db}"]) == 2
     assert "No search database at" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_of_workers_is_read_from_storage(sqlite_url: str) -> None:
+    from search import StagedSearch
+    from search._cli import _StorageProgress
+    from spaces import default_plan
+
+    search = StagedSearch(
+        default_plan("mlp", n_trials=2), storage=sqlite_url, name="p", epochs=2, progress=None
+    )
+    bars = _StorageProgress(search)
+    bars.poll()  # nothing in storage yet: no bar, no error
+    search.run()
+    bars.poll()
+    assert [bar._bar.n for bar in bars._bars.values()] == [2, 2, 2]
+    bars.close()
