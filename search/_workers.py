@@ -116,26 +116,42 @@ class WorkerSpec:
     index: int
 
 
+def _stop_with_parent() -> None:
+    """Linux: SIGTERM this worker when its parent dies (even by SIGKILL), so that no
+    worker runs on unseen; its trial is then failed and queued like any other."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # not Linux: the worker finishes the search on its own
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _worker_main(spec: WorkerSpec) -> None:
     """Entry point of a worker process: run the search, exit with a code the parent reads."""
     code = 0
     restore = install_signal_handlers()
     try:
+        from search._cli import _quiet_optuna, _user_errors
+
+        _stop_with_parent()
         import torch
 
         torch.set_num_threads(spec.threads)
-        from search._cli import _quiet_optuna, _user_errors
-
         _quiet_optuna()
-        try:
-            spec.search.run()
-        except Interrupted as interrupted:
-            code = interrupted.exit_code
-        except KeyboardInterrupt:
-            code = 130
-        except _user_errors() as error:
-            print(f"stagetune: worker {spec.index}: error: {error}", file=sys.stderr)
-            code = 2
+        spec.search.run()
+    except Interrupted as interrupted:
+        code = interrupted.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    except _user_errors() as error:
+        print(f"stagetune: worker {spec.index}: error: {error}", file=sys.stderr)
+        code = 2
     finally:
         restore()
     sys.stdout.flush()

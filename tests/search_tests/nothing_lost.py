@@ -35,11 +35,30 @@ def stagetune(url: str, name: str, *extra: str, trials: int = 3, epochs: int = 5
     ]  # fmt: skip
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
 def start(argv: Sequence[str]) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
+    process = subprocess.Popen(
         list(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    _STARTED.append(process)
+    return process
+
+
+def kill_all() -> None:
+    """Stop every process a test started that still runs (a failed test leaves none):
+    SIGTERM (a --workers parent passes it on to its workers), then SIGKILL."""
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        process.communicate(timeout=30)
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str, str]:

@@ -6,7 +6,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -19,6 +19,7 @@ from storage import INTERRUPTED_ATTR, WORKER_ATTR, open_storage
 from tests.search_tests.nothing_lost import (
     assert_nothing_lost,
     finish,
+    kill_all,
     running_trials,
     snapshot,
     stagetune,
@@ -26,6 +27,12 @@ from tests.search_tests.nothing_lost import (
     studies,
     wait_until,
 )
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_left_behind() -> Iterator[None]:
+    yield
+    kill_all()
 
 
 def is_of(trial: FrozenTrial, pid: int) -> bool:
@@ -58,18 +65,16 @@ def test_sigkill_at_five_random_points_loses_nothing(tmp_path: Path) -> None:
         # worker's trials: mid-training, reporting, telling, or claiming the next.
         target = min(target + rng.randint(1, 2), 11)
         delay = rng.uniform(0.0, 0.3)
-        try:
-            wait_until(
-                mid_trial(url, process.pid, target),
-                process=process,
-                what=f"{target} finished trials and a running one",
-            )
-            time.sleep(delay)
-            before = snapshot(url, "k")
-            hit += bool([t for _, t in running_trials(url, "k") if is_of(t, process.pid)])
-            os.kill(process.pid, signal.SIGKILL)
-        finally:
-            finish(process, timeout=60)
+        wait_until(
+            mid_trial(url, process.pid, target),
+            process=process,
+            what=f"{target} finished trials and a running one",
+        )
+        time.sleep(delay)
+        before = snapshot(url, "k")
+        hit += bool([t for _, t in running_trials(url, "k") if is_of(t, process.pid)])
+        os.kill(process.pid, signal.SIGKILL)
+        finish(process, timeout=60)
         assert process.returncode == -signal.SIGKILL, f"round {round_}: the worker ended first"
         killed.add(process.pid)
         after = snapshot(url, "k")
@@ -97,20 +102,18 @@ def test_sigterm_and_sigint_fail_the_running_trial_which_reruns_on_resume(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'stop.db'}"
     process = start(stagetune(url, "t", trials=2, epochs=20))
-    try:
-        stage, trial = wait_until(
-            lambda: [(s, t) for s, t in running_trials(url, "t") if t.number >= 1],
-            process=process,
-            what="trial 1 to start",
-        )[0]
-        wait_until(
-            lambda: studies(url, "t")[stage].trials[trial.number].intermediate_values,
-            process=process,
-            what="trial 1 to report an epoch",
-        )
-        os.kill(process.pid, signum)
-    finally:
-        code, _, err = finish(process, timeout=120)
+    stage, trial = wait_until(
+        lambda: [(s, t) for s, t in running_trials(url, "t") if t.number >= 1],
+        process=process,
+        what="trial 1 to start",
+    )[0]
+    wait_until(
+        lambda: studies(url, "t")[stage].trials[trial.number].intermediate_values,
+        process=process,
+        what="trial 1 to report an epoch",
+    )
+    os.kill(process.pid, signum)
+    code, _, err = finish(process, timeout=120)
     assert code == 128 + signum, err
     assert "queued to run again" in err
     assert "Traceback" not in err
