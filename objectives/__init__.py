@@ -1,9 +1,16 @@
 """PyTorch training of one trial, with per-epoch reports and pruning."""
 
+from objectives._builtin import TASKS, get_task
 from objectives._config import ConfigError, TrainConfig
 from objectives._objective import StageObjective
-from objectives._tasks import TASKS, Splits, Task, TaskError, get_task
-from objectives._train import NonFiniteLossError, default_device, train
+from objectives._tasks import Splits, Task, TaskError, load_splits
+from objectives._train import (
+    NonFiniteLossError,
+    configure_threads,
+    default_device,
+    evaluate,
+    train,
+)
 
 __all__ = [
     "TASKS",
@@ -14,7 +21,10 @@ __all__ = [
     "Task",
     "TaskError",
     "TrainConfig",
+    "configure_threads",
     "default_device",
+    "evaluate",
     "get_task",
+    "load_splits",
     "train",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -31,6 +32,18 @@ class TrainConfig:
         grad_clip: Max global gradient norm, or ``None`` for no clipping.
         dropout: Passed to the model builder as ``dropout``.
         eta_min: The cosine schedule's final LR (the guide's ``eta_min=1e-6``).
+        accumulation_steps: Gradient accumulation: each optimizer step sums the
+            gradients of micro-batches of ``ceil(batch_size / accumulation_steps)``
+            examples; ``batch_size`` stays the effective batch. Each micro-batch's
+            loss is weighted by its share of the batch (``1 / accumulation_steps``
+            when they are equal, the guide's loop), so the step's gradient is the
+            full batch's.
+        early_stopping_patience: Stop when the validation metric has not improved
+            for this many epochs (``None``: train every epoch).
+        amp: Mixed precision on CUDA (bf16 where the GPU supports it, else fp16
+            with a gradient scaler); no effect on the CPU.
+        compile: Train a ``torch.compile``-d model (slow to start; pays off on
+            long trials on a GPU).
         model: Other parameters, passed to the model builder.
 
     Example:
@@ -47,6 +60,10 @@ class TrainConfig:
     grad_clip: float | None = None
     dropout: float = 0.0
     eta_min: float = 1e-6
+    accumulation_steps: int = 1
+    early_stopping_patience: int | None = None
+    amp: bool = True
+    compile: bool = False
     model: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -68,6 +85,18 @@ class TrainConfig:
         _in_range("eta_min", self.eta_min, 0.0, math.inf)
         if self.grad_clip is not None:
             _positive("grad_clip", self.grad_clip)
+        _integer("accumulation_steps", self.accumulation_steps, minimum=1)
+        if self.accumulation_steps > self.batch_size:
+            raise ConfigError(
+                f"accumulation_steps must be at most batch_size ({self.batch_size}), "
+                f"but got {self.accumulation_steps}."
+            )
+        if self.early_stopping_patience is not None:
+            _integer("early_stopping_patience", self.early_stopping_patience, minimum=1)
+        for flag in ("amp", "compile"):
+            value = getattr(self, flag)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{flag} must be true or false, but got {value!r}.")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrainConfig:
@@ -80,6 +109,26 @@ class TrainConfig:
         return cls(**own, model=model)
 
     @property
+    def micro_batch_size(self) -> int:
+        """Examples per forward/backward pass: ``ceil(batch_size / accumulation_steps)``."""
+        return math.ceil(self.batch_size / self.accumulation_steps)
+
+    def with_half_micro_batch(self) -> TrainConfig | None:
+        """The same effective batch with twice the accumulation (half the micro-batch).
+
+        Returns:
+            The new config, or ``None`` when the micro-batch is already 1 example.
+
+        Example:
+            >>> TrainConfig(batch_size=64).with_half_micro_batch().micro_batch_size
+            32
+        """
+        if self.micro_batch_size <= 1:
+            return None
+        steps = min(self.batch_size, 2 * self.accumulation_steps)
+        return dataclasses.replace(self, accumulation_steps=steps)
+
+    @property
     def model_params(self) -> dict[str, Any]:
         """What the model builder receives: the extra parameters plus ``dropout``."""
         return {**self.model, "dropout": self.dropout}
@@ -90,6 +139,11 @@ def _positive(name: str, value: Any) -> None:
         raise ConfigError(f"{name} must be a positive number, but got {value!r}.")
     if not math.isfinite(value):
         raise ConfigError(f"{name} must be finite, but got {value!r}.")
+
+
+def _integer(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, but got {value!r}.")
 
 
 def _in_range(name: str, value: Any, low: float, high: float) -> None:

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from objectives._config import TrainConfig
 from objectives._tasks import load_splits
-from objectives._train import EpochStats, NonFiniteLossError, default_device, train
+from objectives._train import (
+    EVAL_BATCH,
+    EpochStats,
+    NonFiniteLossError,
+    TrainResult,
+    default_device,
+    free_device_memory,
+    train,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -68,26 +76,22 @@ class StageObjective:
         trial.set_user_attr("config", _jsonable(params))
 
         last: list[EpochStats] = []
+        reported: set[int] = set()
 
         def on_epoch(stats: EpochStats) -> None:
             if not (math.isfinite(stats.val_loss) and math.isfinite(stats.val_metric)):
                 raise NonFiniteLossError(stats.epoch, -1, stats.val_loss)
             last[:] = [stats]
+            if stats.epoch in reported:
+                return  # a retry after running out of memory repeats the same epochs
+            reported.add(stats.epoch)
             trial.report(stats.val_metric, stats.epoch)
             if trial.should_prune():
                 trial.set_user_attr("pruned_at_epoch", stats.epoch)
                 raise optuna.TrialPruned(f"pruned at epoch {stats.epoch}")
 
         try:
-            result = train(
-                self.task,
-                load_splits(self.task),
-                config,
-                epochs=self.epochs,
-                device=self.device or default_device(),
-                seed=self.seed + trial.number,
-                on_epoch=on_epoch,
-            )
+            result = self._train(trial, config, on_epoch)
         except NonFiniteLossError as error:
             # The search goes on: the trial ends as pruned, so that samplers rank it
             # below every trial that trained, and the reason is on the trial.
@@ -96,7 +100,67 @@ class StageObjective:
         finally:
             if last:
                 _record(trial, last[0])
+        if result.stopped_early:
+            trial.set_user_attr("stopped_early_at_epoch", result.final.epoch)
+        if config.early_stopping_patience is not None:
+            trial.set_user_attr("best_epoch", result.best_epoch)
+            return result.best_val_metric
         return result.final.val_metric
+
+    def _train(
+        self, trial: optuna.Trial, config: TrainConfig, on_epoch: Callable[[EpochStats], None]
+    ) -> TrainResult:
+        """Train; on CUDA out-of-memory, free memory and retry once at half the micro-batch.
+
+        The retry keeps the effective batch (twice the accumulation) and the seed,
+        so it trains the same model. A second out-of-memory error ends the trial
+        as pruned, with the reason in its ``prune_reason`` user attribute.
+        """
+        import optuna
+        import torch
+
+        device = self.device or default_device()
+        eval_batch = EVAL_BATCH
+        for attempt in (1, 2):
+            try:
+                return train(
+                    self.task,
+                    load_splits(self.task),
+                    config,
+                    epochs=self.epochs,
+                    device=device,
+                    seed=self.seed + trial.number,
+                    on_epoch=on_epoch,
+                    eval_batch_size=eval_batch,
+                )
+            except torch.cuda.OutOfMemoryError as error:
+                reason = _oom_reason(error, config)
+            # Out of the except block: the traceback, and the tensors its frames
+            # held, are gone, so the memory can be returned.
+            free_device_memory(device)
+            smaller = config.with_half_micro_batch() if attempt == 1 else None
+            if smaller is None:
+                trial.set_user_attr("prune_reason", reason)
+                raise optuna.TrialPruned(reason)
+            trial.set_user_attr("oom", reason)
+            trial.set_user_attr(
+                "oom_retry",
+                {
+                    "micro_batch_size": smaller.micro_batch_size,
+                    "accumulation_steps": smaller.accumulation_steps,
+                },
+            )
+            config = smaller
+            eval_batch = min(eval_batch, smaller.micro_batch_size)
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+def _oom_reason(error: BaseException, config: TrainConfig) -> str:
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else "no details"
+    return (
+        f"CUDA out of memory at micro-batch {config.micro_batch_size} (batch "
+        f"{config.batch_size}, accumulation {config.accumulation_steps}): {first_line}"
+    )
 
 
 def _record(trial: optuna.Trial, stats: EpochStats) -> None:

@@ -1,4 +1,9 @@
-"""Tasks: a model builder, data splits, a loss and a metric."""
+"""The task protocol: a model builder, data splits, a loss, a metric and its direction.
+
+A task is what a trial trains. The built-in tasks (``objectives.TASKS``) are
+instances of :class:`Task`; so is a task of your own, which you pass to
+``StagedSearch`` as an object or to the CLI as ``--task module:attribute``.
+"""
 
 from __future__ import annotations
 
@@ -9,47 +14,129 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import torch
     from torch import nn
+    from torch.utils.data import Dataset
+
+    #: One split: ``(inputs, targets)`` tensors, or a Dataset of ``(input, target)`` items.
+    Data = tuple[torch.Tensor, torch.Tensor] | Dataset[Any]
 
 
 class TaskError(ValueError):
-    """An unknown task or a task that cannot be used."""
+    """An unknown task or a task that cannot be used; the message says why."""
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Train, validation and test tensors ``(inputs, targets)``, on the CPU."""
+    """The data of a task: train and validation (and optionally test) splits.
 
-    train: tuple[torch.Tensor, torch.Tensor]
-    val: tuple[torch.Tensor, torch.Tensor]
-    test: tuple[torch.Tensor, torch.Tensor]
+    Each split is either a pair of tensors ``(inputs, targets)`` with the same
+    number of rows, or a ``torch.utils.data.Dataset`` whose items are
+    ``(input, target)`` pairs. Tensors are moved to the training device once
+    and batched by index (no DataLoader: the fast path for data that fits in
+    memory); a Dataset goes through a ``DataLoader`` (pinned memory and worker
+    processes on CUDA).
+
+    Args:
+        train: What the model is trained on.
+        val: What every epoch is scored on (the value a trial reports).
+        test: Held out; never used by a search.
+
+    Raises:
+        TaskError: A split is neither a pair of tensors nor a Dataset, or its
+            inputs and targets differ in length, or it is empty.
+    """
+
+    train: Data
+    val: Data
+    test: Data | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("train", "val", "test"):
+            data = getattr(self, name)
+            if data is None and name == "test":
+                continue
+            _check_data(name, data)
 
 
-def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """Fraction of rows whose arg-max equals the target."""
-    return float((logits.argmax(dim=-1) == targets).float().mean().item())
+def _check_data(name: str, data: Any) -> None:
+    import torch
+
+    if isinstance(data, torch.utils.data.Dataset):
+        if not hasattr(data, "__len__"):
+            raise TaskError(f"The {name} Dataset must have a length (define __len__).")
+        if len(data) == 0:
+            raise TaskError(f"The {name} split is empty.")
+        return
+    if (
+        not isinstance(data, (tuple, list))
+        or len(data) != 2
+        or not all(isinstance(t, torch.Tensor) for t in data)
+    ):
+        raise TaskError(
+            f"The {name} split must be a pair of tensors (inputs, targets) or a "
+            f"torch.utils.data.Dataset, but got {type(data).__name__}."
+        )
+    inputs, targets = data
+    if inputs.dim() == 0 or targets.dim() == 0 or len(inputs) != len(targets):
+        raise TaskError(
+            f"The {name} split has {len(inputs) if inputs.dim() else 0} inputs but "
+            f"{len(targets) if targets.dim() else 0} targets; they must match row for row."
+        )
+    if len(inputs) == 0:
+        raise TaskError(f"The {name} split is empty.")
 
 
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def is_tensor_data(data: Any) -> bool:
+    """Whether a split is a pair of tensors (the fast path) rather than a Dataset."""
+    return isinstance(data, (tuple, list))
+
+
+def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Fraction of rows whose arg-max equals the target (class indices)."""
+    return float((outputs.argmax(dim=-1) == targets).float().mean().item())
+
+
+def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``torch.nn.functional.cross_entropy`` on logits and class indices."""
     import torch.nn.functional as F
 
-    return F.cross_entropy(logits, targets)
+    return F.cross_entropy(outputs, targets)
 
 
 @dataclass(frozen=True)
 class Task:
     """What a trial trains and how it is scored.
 
+    To tune your own model, build a ``Task`` (see ``examples/own_model.py``)::
+
+        task = Task(
+            name="my-model",
+            load=load_my_data,               # () -> Splits(train=(x, y), val=(x, y))
+            build_model=build_my_model,      # (params) -> nn.Module
+            loss=torch.nn.functional.mse_loss,
+            metric=my_r2, metric_name="r2", direction="maximize",
+        )
+
     Args:
-        name: Task name, as given to ``--task``.
-        load: Returns the data splits (called once per process, then cached).
-        build_model: ``build_model(params)`` returns a fresh ``nn.Module``;
-            ``params`` holds ``dropout`` and any parameter the plan adds.
-        loss: ``loss(outputs, targets)`` -> scalar tensor to minimise.
-        metric: ``metric(outputs, targets)`` -> float reported each epoch.
-        metric_name: Name of the metric (``"accuracy"``).
+        name: Task name, as shown by ``stagetune tasks`` and stored on the studies.
+        load: ``load()`` returns the :class:`Splits`. It is called once per
+            process and cached, so it may do work (read files, generate data);
+            it should be deterministic, so that every worker sees the same split.
+        build_model: ``build_model(params)`` returns a fresh ``nn.Module``.
+            ``params`` holds ``dropout`` and every plan parameter that is not a
+            training-loop setting (e.g. ``hidden``, ``depth``). Called with torch
+            already seeded for the trial.
+        loss: ``loss(outputs, targets)`` returns a scalar tensor to minimise; it
+            must be a mean over the batch (gradient accumulation relies on it).
+        metric: ``metric(outputs, targets)`` returns a float; it is computed on
+            the whole validation split after every epoch and reported to Optuna.
+        metric_name: Name of the metric (``"accuracy"``), used in messages.
         direction: ``"maximize"`` or ``"minimize"`` the metric.
-        profile: The profile whose plan suits this task.
+        profile: The profile whose plan suits this model (``stagetune profiles``).
         epochs: Epochs per trial unless the user says otherwise.
+        num_workers: DataLoader worker processes for Dataset splits; ``None``:
+            up to 4 on CUDA, 0 on the CPU (where workers would compete with
+            training for the cores). Tensor splits never use a DataLoader.
+        description: One line for ``stagetune tasks``.
     """
 
     name: str
@@ -61,8 +148,18 @@ class Task:
     direction: Literal["maximize", "minimize"] = "maximize"
     profile: str = "mlp"
     epochs: int = 20
+    num_workers: int | None = None
+    description: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise TaskError(f"A task needs a non-empty name, but got {self.name!r}.")
+        for field_name in ("load", "build_model", "loss", "metric"):
+            if not callable(getattr(self, field_name)):
+                raise TaskError(
+                    f"task {self.name!r}: {field_name} must be callable, but got "
+                    f"{getattr(self, field_name)!r}."
+                )
         if self.direction not in ("maximize", "minimize"):
             raise TaskError(
                 f"task {self.name!r}: direction must be 'maximize' or 'minimize', "
@@ -70,73 +167,37 @@ class Task:
             )
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise TaskError(f"task {self.name!r}: epochs must be >= 1, but got {self.epochs!r}.")
+        if self.num_workers is not None and (
+            isinstance(self.num_workers, bool)
+            or not isinstance(self.num_workers, int)
+            or self.num_workers < 0
+        ):
+            raise TaskError(
+                f"task {self.name!r}: num_workers must be None or an integer >= 0, "
+                f"but got {self.num_workers!r}."
+            )
+
+    def better(self, value: float, than: float) -> bool:
+        """Whether metric ``value`` is strictly better than ``than`` in this task's direction."""
+        return value > than if self.direction == "maximize" else value < than
 
 
-_SPLITS_CACHE: dict[str, Splits] = {}
+_SPLITS_CACHE: dict[tuple[str, Callable[[], Splits]], Splits] = {}
 
 
 def load_splits(task: Task) -> Splits:
-    """The task's splits, loaded once per process."""
-    if task.name not in _SPLITS_CACHE:
-        _SPLITS_CACHE[task.name] = task.load()
-    return _SPLITS_CACHE[task.name]
+    """The task's splits, loaded once per process (keyed by name and loader).
 
-
-# --- digits-mlp -------------------------------------------------------------------
-
-
-def _load_digits() -> Splits:
-    import numpy as np
-    import torch
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    x, y = load_digits(return_X_y=True)
-    x = (x / 16.0).astype(np.float32)
-    # A fixed, seeded, stratified 60/20/20 split.
-    x_train, x_rest, y_train, y_rest = train_test_split(
-        x, y, test_size=0.4, random_state=0, stratify=y
-    )
-    x_val, x_test, y_val, y_test = train_test_split(
-        x_rest, y_rest, test_size=0.5, random_state=0, stratify=y_rest
-    )
-
-    def pair(a: Any, b: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(a), torch.from_numpy(b).long()
-
-    return Splits(pair(x_train, y_train), pair(x_val, y_val), pair(x_test, y_test))
-
-
-def build_mlp(params: Mapping[str, Any]) -> nn.Module:
-    """An MLP for the 8x8 digits: 64 -> hidden (x depth) -> 10, ReLU and dropout."""
-    from torch import nn
-
-    hidden = int(params.get("hidden", 128))
-    depth = int(params.get("depth", 2))
-    dropout = float(params.get("dropout", 0.0))
-    layers: list[nn.Module] = []
-    width = 64
-    for _ in range(depth):
-        layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
-        width = hidden
-    layers.append(nn.Linear(width, 10))
-    return nn.Sequential(*layers)
-
-
-DIGITS_MLP = Task(name="digits-mlp", load=_load_digits, build_model=build_mlp, profile="mlp")
-
-#: Built-in tasks; none needs a download.
-TASKS: dict[str, Task] = {DIGITS_MLP.name: DIGITS_MLP}
-
-
-def get_task(name: str) -> Task:
-    """A built-in task by name.
-
-    Example:
-        >>> get_task("digits-mlp").metric_name
-        'accuracy'
+    Raises:
+        TaskError: ``task.load()`` did not return a :class:`Splits`.
     """
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise TaskError(f"Unknown task {name!r}; available: {sorted(TASKS)}.") from None
+    key = (task.name, task.load)
+    if key not in _SPLITS_CACHE:
+        splits = task.load()
+        if not isinstance(splits, Splits):
+            raise TaskError(
+                f"task {task.name!r}: load() must return objectives.Splits(train=..., "
+                f"val=...), but returned {type(splits).__name__}."
+            )
+        _SPLITS_CACHE[key] = splits
+    return _SPLITS_CACHE[key]

@@ -24,7 +24,12 @@ def _parser() -> argparse.ArgumentParser:
 
     storage_help = "SQLAlchemy URL or SQLite file (default: sqlite:///stagetune.db)"
     run = commands.add_parser("run", help="run or resume a staged search")
-    run.add_argument("--task", default="digits-mlp", help="built-in task (default: digits-mlp)")
+    run.add_argument(
+        "--task",
+        default="digits-mlp",
+        help="a built-in task (`stagetune tasks`; default: digits-mlp) or your own as "
+        "module:attribute or path/to/file.py:attribute",
+    )
     run.add_argument("--profile", help="profile whose plan to run (default: the task's)")
     run.add_argument("--storage", help=storage_help)
     run.add_argument("--name", help="search name (default: the task's name)")
@@ -121,7 +126,7 @@ def _quiet_optuna() -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from objectives import get_task
-    from search._search import Progress, SearchError, StagedSearch
+    from search._search import Progress, SearchError, StagedSearch, task_plan
     from search._workers import install_signal_handlers
     from spaces import default_plan
 
@@ -133,7 +138,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise SearchError(f"--threads must be >= 1, but got {args.threads}.")
     _quiet_optuna()
     task = get_task(args.task)
-    plan = default_plan(args.profile or task.profile, n_trials=args.trials)
+    if args.profile:
+        plan = default_plan(args.profile, n_trials=args.trials)
+    else:
+        plan = task_plan(task, n_trials=args.trials)
     search = StagedSearch(
         plan,
         task,
@@ -342,9 +350,11 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
 
     for name, task in sorted(TASKS.items()):
         print(
-            f"{name:<22} profile={task.profile:<12} {task.epochs} epochs, {task.direction} "
-            f"val {task.metric_name}"
+            f"{name:<20} profile={task.profile:<12} {task.epochs:>3} epochs, "
+            f"{task.direction} val {task.metric_name}  {task.description}"
         )
+    print("\nYour own model: --task module:attribute or --task path/to/file.py:attribute")
+    print("(an objectives.Task, or a function returning one; see examples/own_model.py).")
     return 0
 
 

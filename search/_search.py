@@ -120,7 +120,8 @@ class StagedSearch:
 
     Args:
         plan: The stages and defaults; ``None`` takes the task's profile.
-        task: A :class:`objectives.Task` or the name of a built-in task.
+        task: A :class:`objectives.Task`, the name of a built-in task, or your
+            own as ``"module:attribute"`` / ``"path/to/file.py:attribute"``.
         storage: Storage URL, SQLite path, Optuna storage, or ``None`` for
             ``sqlite:///stagetune.db``.
         name: Search name; stage studies are ``"<name>/<stage>"``.
@@ -156,7 +157,7 @@ class StagedSearch:
         max_age: timedelta = DEFAULT_MAX_AGE,
     ) -> None:
         self.task = get_task(task) if isinstance(task, str) else task
-        self.plan = plan if plan is not None else default_plan(self.task.profile)
+        self.plan = plan if plan is not None else task_plan(self.task)
         self.name = name or self.task.name
         study_name(self.name, "")  # validates the name
         self.epochs = epochs if epochs is not None else self.task.epochs
@@ -399,6 +400,18 @@ class StagedSearch:
         finally:
             if progress is not None:
                 progress.close()
+
+
+def task_plan(task: Task, *, n_trials: int | None = None) -> Plan:
+    """The default plan of the task's profile.
+
+    A task may name a profile this version does not define yet; it then gets
+    the ``mlp`` profile's plan, which trains any model.
+    """
+    from spaces import PROFILES
+
+    profile = task.profile if task.profile in PROFILES else "mlp"
+    return default_plan(profile, n_trials=n_trials)
 
 
 def _device(device: torch.device | str | None) -> torch.device | None:

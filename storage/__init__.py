@@ -1,5 +1,6 @@
 """Where studies live: storage URLs, SQLite/PostgreSQL, locks, stage lineage, crash recovery."""
 
+from storage._buffered import FLUSH_INTERVAL, BufferedStorage
 from storage._lineage import (
     LINEAGE_KEYS,
     StageLineage,
@@ -33,9 +34,11 @@ from storage._storage import (
 __all__ = [
     "DEFAULT_MAX_AGE",
     "DEFAULT_STORAGE",
+    "FLUSH_INTERVAL",
     "INTERRUPTED_ATTR",
     "LINEAGE_KEYS",
     "WORKER_ATTR",
+    "BufferedStorage",
     "LockTimeoutError",
     "Orphan",
     "StageLineage",

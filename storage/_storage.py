@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     import sqlalchemy.engine
     from optuna.storages import RDBStorage
 
+    from storage._buffered import BufferedStorage
+
 #: Where a search lives when no storage is given: a SQLite file in the working directory.
 DEFAULT_STORAGE = "sqlite:///stagetune.db"
 #: Seconds between heartbeats of a running trial; a trial whose worker stopped
@@ -224,7 +226,8 @@ def open_storage(
     grace_period: int = GRACE_PERIOD,
     busy_timeout: float | None = None,
     retry_for: float | None = None,
-) -> RDBStorage:
+    flush_interval: float | None = None,
+) -> RDBStorage | BufferedStorage:
     """Open (and, unless ``read_only``, create) the Optuna storage for a search.
 
     The schema is created once, under a lock that every worker sees, so that
@@ -246,9 +249,15 @@ def open_storage(
             attempt fails (default: the URL's ``?timeout=``, else 60).
         retry_for: Seconds a storage call retries a busy or lost database
             before it raises (default 600).
+        flush_interval: Seconds a running trial's reports may wait in memory
+            before they are committed (default ``storage.FLUSH_INTERVAL``, 1 s;
+            ``0``: commit each at once). A finished trial is always committed
+            whole, before its state.
 
     Returns:
-        An ``optuna.storages.RDBStorage``.
+        For searches, a :class:`~storage.BufferedStorage` over Optuna's
+        ``RDBStorage`` (fewer round trips per trial); with ``read_only``, the
+        ``RDBStorage`` itself.
 
     Raises:
         StorageError: The URL is invalid, its driver is missing, its directory
@@ -328,7 +337,13 @@ def open_storage(
     if sqlite:
         sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_pragmas(busy))
         rdb.engine.dispose()
-    return rdb
+    if read_only:
+        return rdb
+    from storage._buffered import FLUSH_INTERVAL, BufferedStorage
+
+    return BufferedStorage(
+        rdb, flush_interval=FLUSH_INTERVAL if flush_interval is None else flush_interval
+    )
 
 
 def _connection_message(error: BaseException, url: str) -> str:

@@ -4,29 +4,21 @@ import pytest
 import torch
 from torch import nn
 
-from objectives import ConfigError, NonFiniteLossError, TrainConfig, get_task, train
+from objectives import (
+    ConfigError,
+    NonFiniteLossError,
+    Splits,
+    Task,
+    TrainConfig,
+    configure_threads,
+    get_task,
+    load_splits,
+    train,
+)
 from objectives._optim import build_scheduler, param_groups
-from objectives._tasks import load_splits
+from objectives._train import loader_workers
 
 CPU = torch.device("cpu")
-
-
-def test_digits_split_is_fixed_seeded_and_disjoint() -> None:
-    splits = load_splits(get_task("digits-mlp"))
-    sizes = [len(part[0]) for part in (splits.train, splits.val, splits.test)]
-    assert sizes == [1078, 359, 360]
-    again = get_task("digits-mlp").load()
-    assert torch.equal(again.val[0], splits.val[0])
-    train_rows = {tuple(row.tolist()) for row in splits.train[0]}
-    assert not any(tuple(row.tolist()) in train_rows for row in splits.test[0][:50])
-
-
-def test_digits_mlp_learns() -> None:
-    task = get_task("digits-mlp")
-    result = train(task, load_splits(task), TrainConfig(lr=3e-3), epochs=5, device=CPU, seed=0)
-    losses = [h.train_loss for h in result.history]
-    assert losses[-1] < losses[0] / 2
-    assert result.final.val_metric > 0.85  # chance is 0.1
 
 
 def test_same_seed_same_result() -> None:
@@ -106,3 +98,135 @@ def test_config_rejects_bad_values_by_name() -> None:
     config = TrainConfig.from_params({"lr": 0.01, "hidden": 32, "grad_clip": 0.0})
     assert config.grad_clip is None
     assert config.model_params == {"hidden": 32, "dropout": 0.0}
+
+
+# --- gradient accumulation ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("batch_size", "accumulation_steps"), [(64, 4), (64, 3), (50, 7)])
+def test_accumulation_trains_the_same_model_as_the_full_batch(
+    batch_size: int, accumulation_steps: int
+) -> None:
+    task = get_task("digits-mlp")
+    runs = [
+        train(
+            task,
+            load_splits(task),
+            TrainConfig(lr=3e-3, batch_size=batch_size, accumulation_steps=steps),
+            epochs=2,
+            device=CPU,
+            seed=0,
+        )
+        for steps in (1, accumulation_steps)
+    ]
+    assert runs[1].micro_batch_size == -(-batch_size // accumulation_steps)
+    assert runs[1].step_losses == pytest.approx(runs[0].step_losses, rel=1e-4, abs=1e-6)
+    assert runs[1].final.val_loss == pytest.approx(runs[0].final.val_loss, rel=1e-4)
+
+
+def test_accumulated_gradient_equals_the_batch_gradient() -> None:
+    task = get_task("digits-mlp")
+    x, y = load_splits(task).train  # type: ignore[misc]
+    x, y = x[:50], y[:50]
+    torch.manual_seed(0)
+    model = task.build_model({})
+    from objectives._train import Precision, _accumulate
+
+    _accumulate(task, model, Precision(False, CPU), x, y, micro=8)  # 8+8+...+2 rows
+    accumulated = [p.grad.clone() for p in model.parameters()]  # type: ignore[union-attr]
+    model.zero_grad()
+    task.loss(model(x), y).backward()
+    for got, want in zip(accumulated, (p.grad for p in model.parameters()), strict=True):
+        assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_accumulation_is_validated_against_the_batch() -> None:
+    with pytest.raises(ConfigError, match="accumulation_steps must be an integer >= 1, but got 0"):
+        TrainConfig(accumulation_steps=0)
+    with pytest.raises(ConfigError, match=r"at most batch_size \(8\), but got 9"):
+        TrainConfig(batch_size=8, accumulation_steps=9)
+    config = TrainConfig(batch_size=5)
+    halves = [config.micro_batch_size]
+    while (smaller := config.with_half_micro_batch()) is not None:
+        config = smaller
+        halves.append(config.micro_batch_size)
+    assert halves == [5, 3, 2, 1]
+    assert config.batch_size == 5
+
+
+# --- early stopping, schedules ----------------------------------------------------------
+
+
+def _constant_metric_task(direction: str = "maximize") -> Task:
+    digits = get_task("digits-mlp")
+    return Task(
+        name="constant-metric",
+        load=digits.load,
+        build_model=digits.build_model,
+        metric=lambda outputs, targets: 0.5,
+        direction=direction,  # type: ignore[arg-type]
+    )
+
+
+def test_early_stopping_after_patience_epochs_without_improvement() -> None:
+    task = _constant_metric_task()
+    config = TrainConfig(early_stopping_patience=2)
+    result = train(task, load_splits(task), config, epochs=10, device=CPU, seed=0)
+    assert [h.epoch for h in result.history] == [1, 2, 3]
+    assert result.stopped_early
+    assert (result.best_epoch, result.best_val_metric) == (1, 0.5)
+
+
+def test_without_patience_every_epoch_runs_and_the_best_is_recorded() -> None:
+    task = get_task("digits-mlp")
+    result = train(task, load_splits(task), TrainConfig(lr=3e-3), epochs=4, device=CPU, seed=0)
+    metrics = [h.val_metric for h in result.history]
+    assert len(metrics) == 4 and not result.stopped_early
+    assert result.best_val_metric == max(metrics)
+    assert result.best_epoch == metrics.index(max(metrics)) + 1
+
+
+def test_amp_is_a_no_op_on_the_cpu() -> None:
+    task = get_task("digits-mlp")
+    runs = [
+        train(task, load_splits(task), TrainConfig(amp=amp), epochs=2, device=CPU, seed=3)
+        for amp in (False, True)
+    ]
+    assert runs[0].step_losses == runs[1].step_losses
+
+
+# --- data as a Dataset ----------------------------------------------------------------
+
+
+def test_dataset_splits_train_through_a_dataloader() -> None:
+    digits = get_task("digits-mlp")
+    tensors = load_splits(digits)
+
+    def load() -> Splits:
+        return Splits(
+            train=torch.utils.data.TensorDataset(*tensors.train),
+            val=torch.utils.data.TensorDataset(*tensors.val),
+        )
+
+    task = Task(name="digits-dataset", load=load, build_model=digits.build_model)
+    config = TrainConfig(lr=3e-3, batch_size=64, accumulation_steps=2)
+    result = train(task, load_splits(task), config, epochs=4, device=CPU, seed=0)
+    assert len(result.step_losses) == 4 * 17  # ceil(1078 / 64) steps per epoch
+    assert result.final.val_metric > 0.85
+    assert loader_workers(task, CPU) == 0
+
+
+# --- threads ------------------------------------------------------------------------------
+
+
+def test_configure_threads_gives_each_of_several_workers_one_thread() -> None:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert configure_threads(1) == 2
+        assert configure_threads(3) == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="n_workers must be a positive integer, but got 0"):
+        configure_threads(0)

@@ -28,7 +28,8 @@ def test_run_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["run", "--task", "nope"], "Unknown task 'nope'; available: ['digits-mlp']"),
+        (["run", "--task", "nope"], "Unknown task 'nope'; available: ['digits-mlp', 'mnist1d"),
+        (["run", "--task", "no_such_module:task"], "Cannot import module 'no_such_module'"),
         (["run", "--storage", "foo://bar"], "Unknown database in storage URL 'foo://bar'"),
         (["run", "--storage", "not a url"], "Invalid storage URL 'not a url'"),
         (["run", "--trials", "0"], "--trials must be >= 1, but got 0"),

@@ -1,0 +1,357 @@
+"""An Optuna storage with fewer database round trips for a running trial.
+
+Optuna's RDB storage (through its ``_CachedStorage`` wrapper) commits every
+``trial.report`` and reloads the study's unfinished trials, with all their
+reports, on every ``trial.should_prune``. On SQLite that costs several
+milliseconds per epoch. This storage changes two things and nothing else:
+
+* **Reports and user attributes of a running trial are written behind**: they
+  are kept in memory and committed in one transaction at most
+  ``flush_interval`` seconds after the first unwritten one, and always before
+  the trial's state changes (complete, pruned, failed). Reads through this
+  storage see them at once. A process that dies mid-trial loses at most the
+  last ``flush_interval`` seconds of the running trial's reports; that trial is
+  failed and re-run anyway. Nothing of a finished trial is ever lost: its state
+  is committed after everything it wrote.
+* **Reads of finished trials ask the database one small question** ("has any
+  trial finished since?") instead of reloading the unfinished ones; finished
+  trials never change, so the answer is exact, not a cache that may be stale.
+
+Everything else (system attributes, parameters, states, heartbeats, studies)
+goes straight to the database as before.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import copy
+import functools
+import json
+import threading
+import time
+import weakref
+from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from optuna.storages import RDBStorage, _CachedStorage
+from optuna.trial import TrialState
+
+if TYPE_CHECKING:
+    import sqlalchemy.engine
+    import sqlalchemy.sql
+    from optuna.trial import FrozenTrial
+
+#: Seconds a running trial's reports may wait in memory before they are committed.
+FLUSH_INTERVAL = 1.0
+
+_FINISHED = frozenset(state for state in TrialState if state.is_finished())
+
+
+@dataclass
+class _Pending:
+    """Unwritten reports and user attributes of one trial."""
+
+    since: float
+    intermediate: dict[int, float] = field(default_factory=dict)
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+
+    def merge_older(self, older: _Pending) -> None:
+        """Take back ``older``'s values that this one has not overwritten."""
+        self.since = min(self.since, older.since)
+        self.intermediate = {**older.intermediate, **self.intermediate}
+        self.user_attrs = {**older.user_attrs, **self.user_attrs}
+
+
+class BufferedStorage(_CachedStorage):
+    """Optuna's cached RDB storage with written-behind reports and cheap finished-trial reads.
+
+    Args:
+        backend: The RDB storage that holds the data.
+        flush_interval: Seconds a running trial's reports and user attributes
+            may stay in memory (0 writes each at once, like Optuna).
+
+    Example:
+        >>> import optuna, tempfile, os
+        >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "b.db")
+        >>> storage = BufferedStorage(optuna.storages.RDBStorage(url))
+        >>> study = optuna.create_study(storage=storage)
+        >>> study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+        >>> len(optuna.load_study(study_name=study.study_name, storage=url).trials)
+        2
+    """
+
+    def __init__(self, backend: RDBStorage, *, flush_interval: float = FLUSH_INTERVAL) -> None:
+        super().__init__(backend)
+        if not flush_interval >= 0:
+            raise ValueError(f"flush_interval must be >= 0, but got {flush_interval!r}.")
+        self.flush_interval = flush_interval
+        self._pending: dict[int, _Pending] = {}
+        self._pending_lock = threading.Lock()
+        _flush_at_exit(self)
+
+    # -- what callers of an RDBStorage expect ------------------------------------------
+
+    @property
+    def backend(self) -> RDBStorage:
+        """The RDB storage underneath."""
+        return self._backend
+
+    @property
+    def url(self) -> str:
+        return str(self._backend.url)
+
+    @property
+    def engine(self) -> sqlalchemy.engine.Engine:
+        return self._backend.engine
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else an RDBStorage has (scoped_session, heartbeat settings, ...).
+        backend = self.__dict__.get("_backend")
+        if backend is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(backend, name)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        self.flush()
+        state = super().__getstate__()
+        del state["_pending_lock"]
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._pending_lock = threading.Lock()
+
+    # -- writes held back ----------------------------------------------------------------
+
+    def set_trial_intermediate_value(
+        self, trial_id: int, step: int, intermediate_value: float
+    ) -> None:
+        self._hold(trial_id, lambda p: p.intermediate.__setitem__(step, intermediate_value))
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        json.dumps(value)  # a value the database cannot hold fails here, not at the flush
+        self._hold(trial_id, lambda p: p.user_attrs.__setitem__(key, value))
+
+    def _hold(self, trial_id: int, write: Callable[[_Pending], object]) -> None:
+        now = time.monotonic()
+        with self._pending_lock:
+            pending = self._pending.setdefault(trial_id, _Pending(since=now))
+            write(pending)
+            due = now - pending.since >= self.flush_interval
+        if due:
+            self.flush(trial_id)
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        # Everything the trial wrote is committed before its new state.
+        self.flush(trial_id)
+        return super().set_trial_state_values(trial_id, state=state, values=values)
+
+    def flush(self, trial_id: int | None = None) -> None:
+        """Commit the held reports and user attributes (of one trial, or of all).
+
+        One transaction per trial. On an error the values are held again and
+        the error propagates (e.g. ``UpdateFinishedTrialError`` when another
+        worker already failed the trial).
+        """
+        with self._pending_lock:
+            ids = list(self._pending) if trial_id is None else [trial_id]
+            batches = [(i, self._pending.pop(i)) for i in ids if i in self._pending]
+        for index, (held_id, pending) in enumerate(batches):
+            try:
+                self._retrying("flush", self._write, held_id, pending)
+            except BaseException:
+                with self._pending_lock:
+                    for again_id, again in batches[index:]:
+                        newer = self._pending.get(again_id)
+                        if newer is None:
+                            self._pending[again_id] = again
+                        else:
+                            newer.merge_older(again)
+                raise
+
+    def _write(self, trial_id: int, pending: _Pending) -> None:
+        """One transaction: check the trial is running, replace the held steps and keys."""
+        import sqlalchemy
+        from optuna.storages._rdb import models
+
+        trials = models.TrialModel.__table__
+        values = models.TrialIntermediateValueModel.__table__
+        attrs = models.TrialUserAttributeModel.__table__
+        with self._backend.engine.begin() as connection:
+            state = connection.execute(
+                sqlalchemy.select(trials.c.state).where(trials.c.trial_id == trial_id)
+            ).scalar_one_or_none()
+            if state is None:
+                raise KeyError(f"No trial with trial_id {trial_id} exists.")
+            self._backend.check_trial_is_updatable(trial_id, state)
+            if pending.intermediate:
+                steps = sorted(pending.intermediate)
+                connection.execute(
+                    sqlalchemy.delete(values).where(
+                        values.c.trial_id == trial_id, values.c.step.in_(steps)
+                    )
+                )
+                rows = []
+                for step in steps:
+                    stored, kind = (
+                        models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(
+                            pending.intermediate[step]
+                        )
+                    )
+                    rows.append(
+                        {
+                            "trial_id": trial_id,
+                            "step": step,
+                            "intermediate_value": stored,
+                            "intermediate_value_type": kind,
+                        }
+                    )
+                connection.execute(sqlalchemy.insert(values), rows)
+            if pending.user_attrs:
+                keys = sorted(pending.user_attrs)
+                connection.execute(
+                    sqlalchemy.delete(attrs).where(
+                        attrs.c.trial_id == trial_id, attrs.c.key.in_(keys)
+                    )
+                )
+                connection.execute(
+                    sqlalchemy.insert(attrs),
+                    [
+                        {
+                            "trial_id": trial_id,
+                            "key": key,
+                            "value_json": json.dumps(pending.user_attrs[key]),
+                        }
+                        for key in keys
+                    ],
+                )
+
+    def _retrying(self, name: str, function: Callable[..., Any], *args: Any) -> Any:
+        """``function(*args)``, retried like the RDB storage's own calls while the
+        database is busy or the connection was lost (see ``storage._retry``)."""
+        from storage._retry import _call_with_retry
+
+        if not hasattr(self._backend, "retry_for"):
+            return function(*args)
+        return _call_with_retry(
+            self._backend, name, lambda _backend, *rest: function(*rest), args, {}
+        )
+
+    # -- reads see the held writes ---------------------------------------------------------
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        return self._with_pending(super().get_trial(trial_id))
+
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        trials = self._finished_trials(study_id, states)
+        if trials is None:
+            trials = super().get_all_trials(study_id, deepcopy=False, states=states)
+        if self._pending:
+            trials = [self._with_pending(trial) for trial in trials]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    def _with_pending(self, trial: FrozenTrial) -> FrozenTrial:
+        with self._pending_lock:
+            pending = self._pending.get(trial._trial_id)
+            if pending is None:
+                return trial
+            trial = copy.copy(trial)
+            trial.intermediate_values = {**trial.intermediate_values, **pending.intermediate}
+            trial.user_attrs = {**trial.user_attrs, **pending.user_attrs}
+        return trial
+
+    def _finished_trials(
+        self, study_id: int, states: Container[TrialState] | None
+    ) -> list[FrozenTrial] | None:
+        """Finished trials from the cache when no trial of ``states`` finished since it was filled.
+
+        Returns ``None`` (read the usual way) unless every state asked for is
+        a finished one and the database confirms that the cache is complete.
+        """
+        if states is None:
+            return None
+        wanted = [state for state in TrialState if state in states]
+        if not wanted or not all(state in _FINISHED for state in wanted):
+            return None
+        with self._lock:
+            study = self._studies.get(study_id)
+            if study is None or not study.trials:
+                return None
+            unfinished = set(study.unfinished_trial_ids)
+            last_finished = study.last_finished_trial_id
+        if self._finished_since(study_id, wanted, unfinished, last_finished):
+            return None
+        with self._lock:
+            study = self._studies[study_id]
+            return sorted(
+                (t for t in study.trials.values() if t.state in states),
+                key=lambda t: t.number,
+            )
+
+    def _finished_since(
+        self, study_id: int, states: list[TrialState], unfinished: set[int], last_finished: int
+    ) -> bool:
+        """Whether a trial of ``states`` exists that the cache has as unfinished or not at all."""
+        return bool(
+            self._retrying(
+                "get_all_trials", self._query_finished, study_id, states, unfinished, last_finished
+            )
+        )
+
+    def _query_finished(
+        self, study_id: int, states: list[TrialState], unfinished: set[int], last_finished: int
+    ) -> bool:
+        with self._backend.engine.connect() as connection:
+            row = connection.execute(
+                _finished_since_query(),
+                {
+                    "study_id": study_id,
+                    "states": states,
+                    "unfinished": sorted(unfinished),
+                    "last_finished": last_finished,
+                },
+            ).first()
+        return row is not None
+
+
+@functools.cache
+def _finished_since_query() -> sqlalchemy.sql.Select[Any]:
+    """One cached, parameterised SELECT ... LIMIT 1 (a small fraction of an ORM query's cost)."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    trials = models.TrialModel.__table__.c
+    return (
+        sqlalchemy.select(trials.trial_id)
+        .where(
+            trials.study_id == sqlalchemy.bindparam("study_id"),
+            trials.state.in_(sqlalchemy.bindparam("states", expanding=True)),
+            sqlalchemy.or_(
+                trials.trial_id.in_(sqlalchemy.bindparam("unfinished", expanding=True)),
+                trials.trial_id > sqlalchemy.bindparam("last_finished"),
+            ),
+        )
+        .limit(1)
+    )
+
+
+def _flush_at_exit(storage: BufferedStorage) -> None:
+    """Flush what a storage still holds when the interpreter exits (e.g. ask without tell)."""
+    reference = weakref.ref(storage)
+
+    def flush() -> None:
+        alive = reference()
+        if alive is not None:
+            with contextlib.suppress(Exception):  # nothing can be reported at exit
+                alive.flush()
+
+    atexit.register(flush)

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from objectives import Task, TaskError, get_task
+from objectives._user_task import is_task_reference, load_task_reference
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "own_model.py"
+
+MODULE = """
+from objectives import Splits, Task
+import torch
+
+def _load():
+    x, y = torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)
+    return Splits(train=(x, y), val=(x, y))
+
+task = Task(name="mine", load=_load, build_model=lambda params: torch.nn.Linear(2, 2))
+
+def make_task():
+    return task
+
+class Holder:
+    inner = task
+
+not_a_task = 42
+"""
+
+
+@pytest.fixture
+def module_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "my_tasks.py").write_text(MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "my_tasks", raising=False)
+    return tmp_path
+
+
+def test_references_look_like_module_colon_attribute() -> None:
+    assert is_task_reference("pkg.mod:task")
+    assert is_task_reference("path/to/file.py:make_task")
+    assert not is_task_reference("digits-mlp")
+    assert not is_task_reference("mod:")
+
+
+@pytest.mark.parametrize("attribute", ["task", "make_task", "Holder.inner"])
+def test_module_in_the_working_directory(module_dir: Path, attribute: str) -> None:
+    task = get_task(f"my_tasks:{attribute}")
+    assert isinstance(task, Task) and task.name == "mine"
+
+
+def test_file_path_reference(module_dir: Path) -> None:
+    assert get_task(str(module_dir / "my_tasks.py") + ":make_task").name == "mine"
+    assert load_task_reference(f"{EXAMPLE}:task").name == "diabetes-mlp"
+    assert load_task_reference(f"{EXAMPLE}:dataset_task").name == "diabetes-mlp-dataset"
+
+
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        ("my_tasks:nope", "'my_tasks' has no attribute 'nope'"),
+        ("my_tasks:not_a_task", "must be an objectives.Task .* but it is int"),
+        ("no_such_module_here:task", "Cannot import module 'no_such_module_here'"),
+        ("missing/file.py:task", "No file .*missing/file.py"),
+    ],
+)
+def test_bad_references_say_what_is_wrong(module_dir: Path, reference: str, message: str) -> None:
+    with pytest.raises(TaskError, match=message):
+        get_task(reference)
+
+
+def test_a_missing_import_inside_the_module_is_not_hidden(module_dir: Path) -> None:
+    (module_dir / "broken_tasks.py").write_text("import not_installed_anywhere\n")
+    with pytest.raises(ModuleNotFoundError, match="not_installed_anywhere"):
+        get_task("broken_tasks:task")

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import math
+import pickle
+import subprocess
+import sys
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from storage import BufferedStorage, open_storage
+from tests.conftest import StorageSupplier
+
+
+def _fresh_view(url: str, study: str) -> optuna.Study:
+    """The study as another process sees it: a new, unbuffered RDB storage."""
+    return optuna.load_study(study_name=study, storage=optuna.storages.RDBStorage(url))
+
+
+def test_reports_wait_in_memory_until_the_trial_ends(
+    storage_supplier: StorageSupplier,
+) -> None:
+    url = storage_supplier.url()
+    storage = open_storage(url, flush_interval=3600, heartbeat_interval=None)
+    assert isinstance(storage, BufferedStorage)
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    trial = study.ask()
+    for step, value in enumerate([0.1, math.inf, -math.inf, math.nan, 0.5]):
+        trial.report(value, step)
+    trial.set_user_attr("config", {"lr": 0.1})
+    # This process sees the held reports at once; the database has none yet.
+    seen = storage.get_trial(trial._trial_id)
+    assert seen.intermediate_values[4] == 0.5
+    assert seen.user_attrs == {"config": {"lr": 0.1}}
+    other = _fresh_view(url, "s").trials[0]
+    assert other.state == TrialState.RUNNING
+    assert other.intermediate_values == {}
+    study.tell(trial, 0.5)
+    # The end of the trial commits everything, before its state.
+    done = _fresh_view(url, "s").trials[0]
+    assert done.state == TrialState.COMPLETE
+    values = done.intermediate_values
+    assert (values[0], values[1], values[2], values[4]) == (0.1, math.inf, -math.inf, 0.5)
+    assert math.isnan(values[3])
+    assert done.user_attrs == {"config": {"lr": 0.1}}
+
+
+def test_reports_are_committed_after_the_flush_interval(sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url, flush_interval=0, heartbeat_interval=None)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    trial.report(1.0, 1)
+    trial.set_user_attr("a", 2)
+    other = _fresh_view(sqlite_url, "s").trials[0]
+    assert other.intermediate_values == {1: 1.0}
+    assert other.user_attrs == {"a": 2}
+    trial.report(3.0, 2)  # a later report replaces nothing it should not
+    trial.set_user_attr("a", 4)
+    other = _fresh_view(sqlite_url, "s").trials[0]
+    assert other.intermediate_values == {1: 1.0, 2: 3.0}
+    assert other.user_attrs == {"a": 4}
+
+
+def test_a_search_leaves_every_finished_trial_whole(storage_supplier: StorageSupplier) -> None:
+    url = storage_supplier.url()
+    study = optuna.create_study(
+        storage=open_storage(url), study_name="s", pruner=optuna.pruners.MedianPruner(0, 0)
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", -1, 1)
+        for step in range(5):
+            trial.report(x * x + step, step)
+            if trial.should_prune():
+                trial.set_user_attr("pruned_at", step)
+                raise optuna.TrialPruned()
+        trial.set_user_attr("last", x)
+        return x * x
+
+    study.optimize(objective, n_trials=8)
+    mine = study.get_trials()
+    theirs = _fresh_view(url, "s").get_trials()
+    assert {t.state for t in theirs} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert [(t.state, t.value, t.params, t.intermediate_values, t.user_attrs) for t in theirs] == [
+        (t.state, t.value, t.params, t.intermediate_values, t.user_attrs) for t in mine
+    ]
+
+
+def test_a_trial_finished_elsewhere_is_seen_at_once(storage_supplier: StorageSupplier) -> None:
+    url = storage_supplier.url()
+    first = optuna.create_study(storage=open_storage(url, heartbeat_interval=None), study_name="s")
+    second = optuna.load_study(storage=open_storage(url, heartbeat_interval=None), study_name="s")
+    first.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert len(second.get_trials(states=(TrialState.COMPLETE,))) == 2
+    running = first.ask()
+    assert len(second.get_trials(states=(TrialState.COMPLETE,))) == 2  # cached, confirmed
+    first.tell(running, 0.3)
+    complete = second.get_trials(states=(TrialState.COMPLETE,))
+    assert [t.value for t in complete][-1] == 0.3
+    failed = first.ask()
+    second.tell(failed.number, state=TrialState.FAIL)
+    assert [t.number for t in first.get_trials(states=(TrialState.FAIL,))] == [failed.number]
+
+
+def test_held_reports_of_a_trial_failed_elsewhere_raise_at_the_flush(sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url, flush_interval=3600, heartbeat_interval=None)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    trial.report(1.0, 1)
+    other = optuna.load_study(study_name="s", storage=sqlite_url)
+    other.tell(trial.number, state=TrialState.FAIL)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.flush()
+    assert isinstance(storage, BufferedStorage)
+    assert storage.get_trial(trial._trial_id).intermediate_values == {1: 1.0}  # kept
+
+
+def test_held_values_must_be_json(sqlite_url: str) -> None:
+    study = optuna.create_study(
+        storage=open_storage(sqlite_url, heartbeat_interval=None), study_name="s"
+    )
+    trial = study.ask()
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        trial.set_user_attr("f", object())
+
+
+def test_reports_held_at_exit_are_written(sqlite_url: str) -> None:
+    code = f"""
+import optuna
+from storage import open_storage
+storage = open_storage({sqlite_url!r}, flush_interval=3600, heartbeat_interval=None)
+study = optuna.create_study(storage=storage, study_name="s")
+trial = study.ask()
+trial.report(0.25, 7)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert _fresh_view(sqlite_url, "s").trials[0].intermediate_values == {7: 0.25}
+
+
+def test_it_behaves_like_the_rdb_storage_it_wraps(sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    assert isinstance(storage, BufferedStorage)
+    assert storage.url == sqlite_url
+    assert storage.engine is storage.backend.engine
+    assert storage.get_heartbeat_interval() == storage.backend.heartbeat_interval
+    assert storage.skip_compatibility_check is False  # forwarded to the RDB storage
+    copy: Any = pickle.loads(pickle.dumps(storage))
+    assert isinstance(copy, BufferedStorage) and copy.url == sqlite_url
+    assert not isinstance(open_storage(sqlite_url, read_only=True), BufferedStorage)
