@@ -14,7 +14,7 @@ Run by hand (not in CI)::
     processes hits every variant alike; the table shows medians and the
     throughput ratio hand-written time / stagetune time (1.0 = as fast).
 
-(b) Storage: a synthetic trial of 20 epochs of 50 ms busy work (1 s), which
+(b) Storage: a synthetic trial of 20 epochs of 50 ms of matrix products (1 s), which
     reports every epoch, asks the pruner (median, never prunes here) and sets
     stagetune's user attributes, run on Optuna's in-memory storage, Optuna's
     stock SQLite storage (``create_study(storage="sqlite:///...")``) and
@@ -153,6 +153,7 @@ def bench_loops(task_name: str, epochs: int, repeats: int) -> dict[str, list[flo
 
 EPOCHS = 20
 EPOCH_SECONDS = 0.05
+WORK = torch.randn(96, 96)
 
 
 class NeverPrune(optuna.pruners.BasePruner):
@@ -173,9 +174,10 @@ def synthetic_objective(claim: bool) -> Callable[[optuna.Trial], float]:
         lr = trial.suggest_float("lr", 1e-4, 1e-2, log=True)
         trial.set_user_attr("config", {"lr": lr})
         for epoch in range(1, EPOCHS + 1):
+            # 50 ms of work that, like training, releases the GIL inside torch ops
             deadline = time.perf_counter() + EPOCH_SECONDS
             while time.perf_counter() < deadline:
-                pass
+                torch.mm(WORK, WORK)
             trial.report(lr * epoch, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()

@@ -28,6 +28,8 @@ import contextlib
 import copy
 import functools
 import json
+import os
+import sqlite3
 import threading
 import time
 import weakref
@@ -89,6 +91,10 @@ class BufferedStorage(_CachedStorage):
         self.flush_interval = flush_interval
         self._pending: dict[int, _Pending] = {}
         self._pending_lock = threading.Lock()
+        self._confirmed: dict[tuple[int, tuple[TrialState, ...]], int] = {}
+        self._sqlite_file = _sqlite_file(backend)
+        self._version_connection: tuple[int, sqlite3.Connection] | None = None
+        self._version_lock = threading.Lock()
         _flush_at_exit(self)
 
     # -- what callers of an RDBStorage expect ------------------------------------------
@@ -116,12 +122,15 @@ class BufferedStorage(_CachedStorage):
     def __getstate__(self) -> dict[Any, Any]:
         self.flush()
         state = super().__getstate__()
-        del state["_pending_lock"]
+        for unpicklable in ("_pending_lock", "_version_lock", "_version_connection"):
+            del state[unpicklable]
         return state
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         super().__setstate__(state)
         self._pending_lock = threading.Lock()
+        self._version_lock = threading.Lock()
+        self._version_connection = None
 
     # -- writes held back ----------------------------------------------------------------
 
@@ -282,20 +291,42 @@ class BufferedStorage(_CachedStorage):
         wanted = [state for state in TrialState if state in states]
         if not wanted or not all(state in _FINISHED for state in wanted):
             return None
-        with self._lock:
-            study = self._studies.get(study_id)
-            if study is None or not study.trials:
+        key = (study_id, tuple(wanted))
+        version = self._data_version()
+        if version is None or self._confirmed.get(key) != version:
+            with self._lock:
+                study = self._studies.get(study_id)
+                if study is None or not study.trials:
+                    return None
+                unfinished = set(study.unfinished_trial_ids)
+                last_finished = study.last_finished_trial_id
+            if self._finished_since(study_id, wanted, unfinished, last_finished):
                 return None
-            unfinished = set(study.unfinished_trial_ids)
-            last_finished = study.last_finished_trial_id
-        if self._finished_since(study_id, wanted, unfinished, last_finished):
-            return None
+            if version is not None:
+                # Nothing committed since `version` can have finished a trial.
+                self._confirmed[key] = version
         with self._lock:
             study = self._studies[study_id]
             return sorted(
                 (t for t in study.trials.values() if t.state in states),
                 key=lambda t: t.number,
             )
+
+    def _data_version(self) -> int | None:
+        """SQLite's ``PRAGMA data_version`` on a connection of our own: it changes whenever
+        any other connection (another worker, or this process's pool) commits. ``None``
+        for other databases, where every check asks the database."""
+        if self._sqlite_file is None:
+            return None
+        with self._version_lock:
+            try:
+                owner = self._version_connection
+                if owner is None or owner[0] != os.getpid():  # not across a fork
+                    connection = sqlite3.connect(self._sqlite_file, check_same_thread=False)
+                    self._version_connection = owner = (os.getpid(), connection)
+                return int(owner[1].execute("PRAGMA data_version").fetchone()[0])
+            except sqlite3.Error:
+                return None
 
     def _finished_since(
         self, study_id: int, states: list[TrialState], unfinished: set[int], last_finished: int
@@ -342,6 +373,16 @@ def _finished_since_query() -> sqlalchemy.sql.Select[Any]:
         )
         .limit(1)
     )
+
+
+def _sqlite_file(backend: RDBStorage) -> str | None:
+    """The file of a SQLite storage, or ``None`` (other databases, in-memory, URI names)."""
+    url = backend.engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if "uri" in url.query or not os.path.isfile(url.database):
+        return None
+    return url.database
 
 
 def _flush_at_exit(storage: BufferedStorage) -> None:

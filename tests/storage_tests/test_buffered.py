@@ -149,3 +149,32 @@ def test_it_behaves_like_the_rdb_storage_it_wraps(sqlite_url: str) -> None:
     copy: Any = pickle.loads(pickle.dumps(storage))
     assert isinstance(copy, BufferedStorage) and copy.url == sqlite_url
     assert not isinstance(open_storage(sqlite_url, read_only=True), BufferedStorage)
+
+
+def test_reading_finished_trials_costs_no_query_while_nothing_was_committed(
+    sqlite_url: str,
+) -> None:
+    import sqlalchemy
+
+    storage = open_storage(sqlite_url, heartbeat_interval=None)
+    assert isinstance(storage, BufferedStorage)
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    running = study.ask()
+    running.report(0.5, 1)
+    statements: list[str] = []
+    sqlalchemy.event.listen(
+        storage.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+    )
+    complete = (TrialState.COMPLETE,)
+    assert len(study.get_trials(states=complete)) == 3
+    statements.clear()
+    for _ in range(10):  # what a pruner does every epoch
+        assert len(study.get_trials(deepcopy=False, states=complete)) == 3
+    assert statements == []
+    # Another worker completes a trial: the next read sees it.
+    other = optuna.load_study(study_name="s", storage=open_storage(sqlite_url))
+    other.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert len(study.get_trials(deepcopy=False, states=complete)) == 4
+    assert statements != []
+    study.tell(running, 0.5)
