@@ -253,6 +253,8 @@ def main() -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("No CUDA device: run with --device cpu for a smoke run.")
         return 1
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # the smoke run: small models, a shared CPU
     started = time.perf_counter()
     print(f"torch {torch.__version__}, optuna {optuna.__version__}, device {device}")
     if device.type == "cuda":
