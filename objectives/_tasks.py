@@ -8,8 +8,8 @@ instances of :class:`Task`; so is a task of your own, which you pass to
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, SupportsIndex
 
 if TYPE_CHECKING:
     import torch
@@ -137,6 +137,9 @@ class Task:
             up to 4 on CUDA, 0 on the CPU (where workers would compete with
             training for the cores). Tensor splits never use a DataLoader.
         description: One line for ``stagetune tasks``.
+        source: The ``module:attribute`` reference the task was loaded from (set by
+            :func:`objectives.get_task`); a task with a source is pickled as that
+            reference, so that worker processes can load it again.
     """
 
     name: str
@@ -150,6 +153,7 @@ class Task:
     epochs: int = 20
     num_workers: int | None = None
     description: str = ""
+    source: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -176,6 +180,13 @@ class Task:
                 f"task {self.name!r}: num_workers must be None or an integer >= 0, "
                 f"but got {self.num_workers!r}."
             )
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
+        if self.source is not None:
+            from objectives._user_task import load_task_reference
+
+            return (load_task_reference, (self.source,))
+        return super().__reduce_ex__(protocol)
 
     def better(self, value: float, than: float) -> bool:
         """Whether metric ``value`` is strictly better than ``than`` in this task's direction."""

@@ -9,6 +9,7 @@ used).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import os
@@ -46,7 +47,7 @@ def load_task_reference(reference: str) -> Task:
             f"Task reference {reference!r} must look like 'package.module:attribute' or "
             f"'path/to/file.py:attribute'."
         )
-    module = _import(match["module"], reference)
+    module, source = _import(match["module"], reference)
     value: object = module
     for part in match["attribute"].split("."):
         if not hasattr(value, part):
@@ -62,17 +63,20 @@ def load_task_reference(reference: str) -> Task:
             f"{reference!r} must be an objectives.Task or a function of no arguments that "
             f"returns one, but it is {type(value).__name__}."
         )
-    return value
+    # Remembered, so that pickling (worker processes) loads the task the same way.
+    return dataclasses.replace(value, source=f"{source}:{match['attribute']}")
 
 
-def _import(name: str, reference: str) -> ModuleType:
+def _import(name: str, reference: str) -> tuple[ModuleType, str]:
+    """The module, and how to name it from any working directory."""
     if name.endswith(".py") or os.sep in name or "/" in name:
-        return _import_file(Path(name), reference)
+        module = _import_file(Path(name), reference)
+        return module, str(module.__file__)
     if "" not in sys.path and os.getcwd() not in sys.path:
         # Like `python -m`: modules in the working directory can be named.
         sys.path.insert(0, os.getcwd())
     try:
-        return importlib.import_module(name)
+        return importlib.import_module(name), name
     except ModuleNotFoundError as error:
         if error.name is None or not (name == error.name or name.startswith(error.name + ".")):
             raise  # the module exists but imports something missing: show the real error

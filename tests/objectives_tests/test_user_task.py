@@ -76,3 +76,19 @@ def test_a_missing_import_inside_the_module_is_not_hidden(module_dir: Path) -> N
     (module_dir / "broken_tasks.py").write_text("import not_installed_anywhere\n")
     with pytest.raises(ModuleNotFoundError, match="not_installed_anywhere"):
         get_task("broken_tasks:task")
+
+
+def test_a_loaded_task_pickles_as_its_reference_for_worker_processes(module_dir: Path) -> None:
+    import pickle
+    import subprocess
+
+    for reference in (f"{EXAMPLE}:task", "my_tasks:make_task", "digits-mlp"):
+        task = get_task(reference)
+        data = pickle.dumps(task)
+        # A fresh interpreter, as a spawned worker is: it loads the task again.
+        code = "import pickle, sys; t = pickle.loads(sys.stdin.buffer.read()); print(t.name)"
+        out = subprocess.run(
+            [sys.executable, "-c", code], input=data, capture_output=True, check=True, timeout=120
+        )
+        assert out.stdout.decode().strip() == task.name
+        assert pickle.loads(data) == task
