@@ -5,13 +5,15 @@ Optuna's RDB storage (through its ``_CachedStorage`` wrapper) commits every
 reports, on every ``trial.should_prune``. On SQLite that costs several
 milliseconds per epoch. This storage changes two things and nothing else:
 
-* **Reports and user attributes of a running trial are written behind**: they
-  are kept in memory and committed in one transaction at most
-  ``flush_interval`` seconds after the first unwritten one, and always before
-  the trial's state changes (complete, pruned, failed). Reads through this
-  storage see them at once. A process that dies mid-trial loses at most the
-  last ``flush_interval`` seconds of the running trial's reports; that trial is
-  failed and re-run anyway. Nothing of a finished trial is ever lost: its state
+* **Reports and user attributes of a running trial are written behind**: the
+  first report of a trial is committed at once (a running trial shows its
+  progress); later ones are kept in memory and committed in one transaction
+  with the first report that comes ``flush_interval`` seconds or more after
+  the oldest unwritten one, and always before the trial's state changes
+  (complete, pruned, failed). Reads through this storage see them at once. A
+  process that dies mid-trial loses the running trial's reports since its last
+  commit (about ``flush_interval`` seconds of them); that trial is failed and
+  re-run anyway. Nothing of a finished trial is ever lost: its state
   is committed after everything it wrote.
 * **Reads of finished trials ask the database one small question** ("has any
   trial finished since?") instead of reloading the unfinished ones; finished
@@ -91,6 +93,7 @@ class BufferedStorage(_CachedStorage):
         self.flush_interval = flush_interval
         self._pending: dict[int, _Pending] = {}
         self._pending_lock = threading.Lock()
+        self._reported: set[int] = set()
         self._confirmed: dict[tuple[int, tuple[TrialState, ...]], int] = {}
         self._sqlite_file = _sqlite_file(backend)
         self._version_connection: tuple[int, sqlite3.Connection] | None = None
@@ -137,18 +140,24 @@ class BufferedStorage(_CachedStorage):
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float
     ) -> None:
-        self._hold(trial_id, lambda p: p.intermediate.__setitem__(step, intermediate_value))
+        self._hold(
+            trial_id, lambda p: p.intermediate.__setitem__(step, intermediate_value), report=True
+        )
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         json.dumps(value)  # a value the database cannot hold fails here, not at the flush
-        self._hold(trial_id, lambda p: p.user_attrs.__setitem__(key, value))
+        self._hold(trial_id, lambda p: p.user_attrs.__setitem__(key, value), report=False)
 
-    def _hold(self, trial_id: int, write: Callable[[_Pending], object]) -> None:
+    def _hold(self, trial_id: int, write: Callable[[_Pending], object], *, report: bool) -> None:
         now = time.monotonic()
         with self._pending_lock:
             pending = self._pending.setdefault(trial_id, _Pending(since=now))
             write(pending)
             due = now - pending.since >= self.flush_interval
+            if report and trial_id not in self._reported:
+                # A trial's first report goes out at once: a running trial shows progress.
+                self._reported.add(trial_id)
+                due = True
         if due:
             self.flush(trial_id)
 
@@ -157,6 +166,8 @@ class BufferedStorage(_CachedStorage):
     ) -> bool:
         # Everything the trial wrote is committed before its new state.
         self.flush(trial_id)
+        with self._pending_lock:
+            self._reported.discard(trial_id)
         return super().set_trial_state_values(trial_id, state=state, values=values)
 
     def flush(self, trial_id: int | None = None) -> None:

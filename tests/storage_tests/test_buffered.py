@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import math
-import pickle
 import subprocess
 import sys
-from typing import Any
+import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -36,7 +36,8 @@ def test_reports_wait_in_memory_until_the_trial_ends(
     assert seen.user_attrs == {"config": {"lr": 0.1}}
     other = _fresh_view(url, "s").trials[0]
     assert other.state == TrialState.RUNNING
-    assert other.intermediate_values == {}
+    assert other.intermediate_values == {0: 0.1}  # the first report goes out at once
+    assert other.user_attrs == {}
     study.tell(trial, 0.5)
     # The end of the trial commits everything, before its state.
     done = _fresh_view(url, "s").trials[0]
@@ -109,12 +110,13 @@ def test_held_reports_of_a_trial_failed_elsewhere_raise_at_the_flush(sqlite_url:
     study = optuna.create_study(storage=storage, study_name="s")
     trial = study.ask()
     trial.report(1.0, 1)
+    trial.report(2.0, 2)  # held
     other = optuna.load_study(study_name="s", storage=sqlite_url)
     other.tell(trial.number, state=TrialState.FAIL)
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         storage.flush()
     assert isinstance(storage, BufferedStorage)
-    assert storage.get_trial(trial._trial_id).intermediate_values == {1: 1.0}  # kept
+    assert storage.get_trial(trial._trial_id).intermediate_values == {1: 1.0, 2: 2.0}  # kept
 
 
 def test_held_values_must_be_json(sqlite_url: str) -> None:
@@ -133,10 +135,33 @@ from storage import open_storage
 storage = open_storage({sqlite_url!r}, flush_interval=3600, heartbeat_interval=None)
 study = optuna.create_study(storage=storage, study_name="s")
 trial = study.ask()
+trial.report(0.5, 6)
 trial.report(0.25, 7)
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
-    assert _fresh_view(sqlite_url, "s").trials[0].intermediate_values == {7: 0.25}
+    assert _fresh_view(sqlite_url, "s").trials[0].intermediate_values == {6: 0.5, 7: 0.25}
+
+
+def test_a_flush_waits_for_a_busy_database(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.storage_tests.test_retry import hold_write_lock
+
+    db = tmp_path / "busy.db"
+    storage = open_storage(f"sqlite:///{db}", busy_timeout=0.1, heartbeat_interval=None)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    trial.report(1.0, 1)
+    trial.report(2.0, 2)  # held
+    holder = hold_write_lock(db, 1.5)  # 15x the busy timeout
+    started = time.monotonic()
+    study.tell(trial, 2.0)  # flushes, then sets the state
+    waited = time.monotonic() - started
+    holder.join()
+    assert waited >= 1.0
+    done = _fresh_view(f"sqlite:///{db}", "s").trials[0]
+    assert (done.state, done.intermediate_values) == (TrialState.COMPLETE, {1: 1.0, 2: 2.0})
+    assert "database is busy (locked) during flush; retrying" in caplog.text
 
 
 def test_it_behaves_like_the_rdb_storage_it_wraps(sqlite_url: str) -> None:
@@ -146,8 +171,6 @@ def test_it_behaves_like_the_rdb_storage_it_wraps(sqlite_url: str) -> None:
     assert storage.engine is storage.backend.engine
     assert storage.get_heartbeat_interval() == storage.backend.heartbeat_interval
     assert storage.skip_compatibility_check is False  # forwarded to the RDB storage
-    copy: Any = pickle.loads(pickle.dumps(storage))
-    assert isinstance(copy, BufferedStorage) and copy.url == sqlite_url
     assert not isinstance(open_storage(sqlite_url, read_only=True), BufferedStorage)
 
 

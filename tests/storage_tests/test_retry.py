@@ -40,13 +40,13 @@ def test_busy_sqlite_is_retried_until_the_lock_is_free(
 
     holder = hold_write_lock(db, 1.5)  # 15x the busy timeout
     started = time.monotonic()
-    storage.set_trial_user_attr(trial_id, "written", True)
+    storage.set_trial_system_attr(trial_id, "written", True)  # not held back: written now
     waited = time.monotonic() - started
     holder.join()
 
     assert waited >= 1.0  # it waited for the lock instead of failing
-    assert storage.get_trial(trial_id).user_attrs == {"written": True}
-    assert "database is busy (locked) during set_trial_user_attr; retrying" in caplog.text
+    assert storage.get_trial(trial_id).system_attrs == {"written": True}
+    assert "database is busy (locked) during set_trial_system_attr; retrying" in caplog.text
 
 
 def test_busy_timeout_comes_from_the_url(tmp_path: Path) -> None:
