@@ -146,7 +146,9 @@ def test_stopping_the_parent_stops_every_worker_cleanly(
     """SIGTERM reaches the workers through the parent; SIGKILL through the kernel
     (each worker asked for SIGTERM when its parent dies)."""
     url = f"sqlite:///{tmp_path / 'term.db'}"
-    process = start(stagetune(url, "term", "--workers", "2", trials=2, epochs=20))
+    # 60 epochs: long enough that neither trial ends between the poll and the signal
+    # (both workers start their trials at about the same time, but not at once).
+    process = start(stagetune(url, "term", "--workers", "2", trials=2, epochs=60))
     wait_until(
         lambda: (
             len(workers_of([t for _, t in running_trials(url, "term") if t.intermediate_values]))
@@ -169,8 +171,8 @@ def test_stopping_the_parent_stops_every_worker_cleanly(
     if signum == signal.SIGKILL:
         return  # the resume is the same as after SIGTERM
     search = StagedSearch(
-        default_plan("mlp", n_trials=2), storage=url, name="term", epochs=20, progress=None
+        default_plan("mlp", n_trials=2), storage=url, name="term", epochs=60, progress=None
     )
     search.run()
-    assert_nothing_lost(url, "term", budget=2, epochs=20)
+    assert_nothing_lost(url, "term", budget=2, epochs=60)
     assert set(studies(url, "term")) == set(STAGES)
