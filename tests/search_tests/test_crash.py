@@ -101,7 +101,7 @@ def test_sigterm_and_sigint_fail_the_running_trial_which_reruns_on_resume(
     tmp_path: Path, signum: signal.Signals
 ) -> None:
     url = f"sqlite:///{tmp_path / 'stop.db'}"
-    process = start(stagetune(url, "t", trials=2, epochs=20))
+    process = start(stagetune(url, "t", trials=2, epochs=60))
     stage, trial = wait_until(
         lambda: [(s, t) for s, t in running_trials(url, "t") if t.number >= 1],
         process=process,
@@ -134,9 +134,9 @@ def test_sigterm_and_sigint_fail_the_running_trial_which_reruns_on_resume(
     # Resume (in this process: the same search with the same plan).
     before = snapshot(url, "t")
     search = StagedSearch(
-        default_plan("mlp", n_trials=2), storage=url, name="t", epochs=20, progress=None
+        default_plan("mlp", n_trials=2), storage=url, name="t", epochs=60, progress=None
     )
     search.run()
-    assert_nothing_lost(url, "t", budget=2, epochs=20, before=before)
+    assert_nothing_lost(url, "t", budget=2, epochs=60, before=before)
     rerun = optuna.load_study(study_name=study.study_name, storage=open_storage(url))
     assert rerun.trials[retry[0].number].state in (TrialState.COMPLETE, TrialState.PRUNED)

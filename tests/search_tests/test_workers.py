@@ -112,7 +112,7 @@ def test_two_workers_hold_the_stage_barrier(storage_supplier: StorageSupplier) -
 @pytest.mark.postgres
 def test_kill_one_of_two_postgres_workers_the_other_finishes(tmp_path: Path) -> None:
     url = StorageSupplier("postgres", tmp_path).url()
-    argv = stagetune(url, "pg", trials=4, epochs=10)
+    argv = stagetune(url, "pg", trials=4, epochs=40)
     first, second = start(argv), start(argv)  # the second joins the first's search
     victim = wait_until(
         lambda: (
@@ -133,7 +133,7 @@ def test_kill_one_of_two_postgres_workers_the_other_finishes(tmp_path: Path) -> 
     code, _, err = finish(second)
     assert first.returncode == -signal.SIGKILL
     assert code == 0, err
-    counts = assert_nothing_lost(url, "pg", budget=4, epochs=10)
+    counts = assert_nothing_lost(url, "pg", budget=4, epochs=40)
     assert counts["failed"] == counts["retries"] == 1
     failed = [t for t in all_trials(url, "pg") if t.state == TrialState.FAIL]
     assert failed[0].system_attrs[WORKER_ATTR]["pid"] == first.pid
