@@ -126,7 +126,11 @@ class StagedSearch:
             ``sqlite:///stagetune.db``.
         name: Search name; stage studies are ``"<name>/<stage>"``.
         epochs: Epochs per trial (default: the task's).
-        seed: Base seed for samplers and for each trial's torch seed.
+        seed: Base seed for samplers and for each trial's torch seed. Stage ``k``'s
+            trial ``n`` trains with torch seed ``seed + offset_k + n``, where
+            ``offset_k`` is the sum of the budgets of the stages before it: the
+            search's trials get distinct seeds ``seed, seed + 1, ...`` in the
+            order they run, as a joint search's trials do.
         device: Torch device; CUDA when available by default.
         progress: A factory for per-stage progress, or ``None`` for none.
         max_age: A RUNNING trial with no heartbeat that started longer ago than
@@ -206,6 +210,20 @@ class StagedSearch:
         final = dict(self.plan.defaults)
         final.update({name: value for name, (_, value) in carried.items()})
         return SearchResult(self.name, summaries, final, summaries[-1].best_value)
+
+    def seed_offset(self, index: int) -> int:
+        """What stage ``index`` adds to ``seed`` for its trials' torch seeds.
+
+        The budgets of the stages before it, so that the first trial of a stage
+        does not repeat an earlier stage's seed.
+
+        Args:
+            index: The stage's position in the plan.
+
+        Returns:
+            The sum of ``n_trials`` of stages ``0 .. index - 1``.
+        """
+        return sum(stage.n_trials for stage in self.plan.stages[:index])
 
     def status(self) -> list[StageSummary]:
         """Each stage's progress, read from storage."""
@@ -295,7 +313,7 @@ class StagedSearch:
             defaults=self.plan.defaults,
             epochs=self.epochs,
             device=_device(self.device),
-            seed=self.seed,
+            seed=self.seed + self.seed_offset(index),
         )
         self._optimize(study, stage, index, objective)
 

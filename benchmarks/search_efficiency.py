@@ -1,0 +1,804 @@
+"""Staged vs joint vs random search at equal compute, counted in trained epochs.
+
+Run by hand (not in CI)::
+
+    .venv/bin/python benchmarks/search_efficiency.py --preset reduced   # ~30 min on 2 cores
+    .venv/bin/python benchmarks/search_efficiency.py --preset full      # the issue's scale
+    .venv/bin/python benchmarks/search_efficiency.py --report-only      # table + plot again
+
+For every task and seed it runs six methods on the same budget of ``B`` trained
+epochs (``B`` = trial-equivalents x epochs per trial):
+
+- ``staged`` / ``staged-noprune``: stagetune's default plan for the task, run
+  through :class:`search.StagedSearch` (its own pruners / every stage's pruner
+  set to ``none``). Stage budgets are the plan's, scaled so that they sum to the
+  trial-equivalents: unpruned, the plan spends ``B`` exactly; pruned, it spends
+  what it spends (recorded).
+- ``tpe`` / ``tpe-noprune``: Optuna's TPE over the union of the plan's search
+  spaces at once (same ranges, same defaults for everything else), with
+  ``SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)`` or none;
+  ``n_startup_trials`` is a third of the trial-equivalents, the rule the plan's
+  own TPE stages use.
+- ``random`` / ``random-noprune``: random search over the same space, same pruner.
+
+The joint methods run trials until ``B`` epochs are spent; the trial that would
+overrun it is stopped (pruned) when the budget runs out, so they spend exactly
+``B``. A trial's epochs are its reported steps (``len(intermediate_values)``,
+equal to its ``epochs_run`` user attribute), plus one for a trial ended by a
+non-finite loss in the epoch it did not report. Trial ``i`` (in the order trials
+run) trains with torch seed ``1000 * seed + i`` in every method; the staged
+search gets this from ``StagedSearch``'s per-stage seed offset.
+
+Scoring: after each trial its model is scored once on the task's held-out test
+split (the models are built through a wrapper of ``build_model`` that keeps the
+last model; the search never sees the test metric). At 25%, 50% and 100% of
+``B`` each method's pick is its complete trial with the best validation metric
+among the trials that ended by then; the table shows the pick's test metric
+(median and min-max over seeds), its regret against the test metric of the
+configuration with the best validation metric any method found on the task,
+the epochs spent and the wall time. Raw results go to
+``benchmarks/results/raw/*.json`` (one per task x method x seed, so a run can
+be resumed or re-reported), the table to ``search_efficiency.md`` and the plot
+(median best-so-far validation metric vs epochs) to ``search_efficiency.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import optuna  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
+
+    from objectives import Task
+    from spaces import Param, Plan
+
+RESULTS = ROOT / "benchmarks" / "results"
+METHODS: tuple[str, ...] = (
+    "staged",
+    "staged-noprune",
+    "tpe",
+    "tpe-noprune",
+    "random",
+    "random-noprune",
+)
+FRACTIONS: tuple[float, ...] = (0.25, 0.5, 1.0)
+#: Torch seeds of run ``s`` are ``SEED_STRIDE * s + i`` for its trial ``i``.
+SEED_STRIDE = 1000
+
+
+@dataclass(frozen=True)
+class TaskBudget:
+    """How one task is benchmarked.
+
+    Args:
+        task: Built-in task name.
+        trials: Trial-equivalents: the budget is ``trials * epochs`` trained epochs.
+        epochs: Epochs per trial (``None``: the task's own).
+    """
+
+    task: str
+    trials: int
+    epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise ValueError(f"trials must be >= 1, but got {self.trials!r}.")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1 or None, but got {self.epochs!r}.")
+
+
+#: ``full``: the issue's scale (30 trial-equivalents at each task's epochs, 5 seeds);
+#: not run on this machine. ``reduced``: what fits ~30 minutes on 2 busy cores.
+PRESETS: dict[str, tuple[tuple[TaskBudget, ...], int]] = {
+    "full": (
+        (
+            TaskBudget("digits-mlp", 30),
+            TaskBudget("mnist1d-cnn", 30),
+            TaskBudget("mnist1d-transformer", 30),
+            TaskBudget("mnist1d-mlp", 30),
+        ),
+        5,
+    ),
+    "reduced": (
+        (
+            TaskBudget("digits-mlp", 20, epochs=15),
+            TaskBudget("mnist1d-cnn", 15, epochs=10),
+            TaskBudget("mnist1d-transformer", 10, epochs=5),
+            TaskBudget("mnist1d-mlp", 20, epochs=30),
+        ),
+        3,
+    ),
+    "smoke": ((TaskBudget("digits-mlp", 4, epochs=3),), 1),
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One search: a task, a method and a seed, at a budget of trials x epochs."""
+
+    task: str
+    method: str
+    seed: int
+    trials: int
+    epochs: int
+
+    @property
+    def budget(self) -> int:
+        return self.trials * self.epochs
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}__{self.method}__s{self.seed}"
+
+
+# --- counting epochs --------------------------------------------------------------------
+
+
+def trial_epochs(trial: optuna.trial.FrozenTrial) -> int:
+    """Epochs a finished trial trained, partial (pruned) trials included.
+
+    Its reported steps, plus one when a non-finite loss ended it in an epoch
+    that it did not report.
+    """
+    reported = len(trial.intermediate_values)
+    if "prune_reason" in trial.user_attrs and "non-finite" in str(trial.user_attrs["prune_reason"]):
+        return reported + 1
+    return reported
+
+
+# --- the model and its test score -------------------------------------------------------
+
+
+class TestScores:
+    """Wraps a task's ``build_model`` to score each trial's model on the test split.
+
+    ``build_model`` is called with torch seeded for the trial, so
+    ``torch.initial_seed()`` names the trial; the previous model (whose training
+    has ended when the next one is built) is scored then, the last by
+    :meth:`flush`. Scores are keyed by torch seed.
+    """
+
+    def __init__(self, task: Task) -> None:
+        self.base = task
+        self.scores: dict[int, float] = {}
+        self._last: tuple[int, torch.nn.Module] | None = None
+        self.task = dataclasses.replace(task, build_model=self._build)
+
+    def _build(self, params: Mapping[str, Any]) -> torch.nn.Module:
+        import torch
+
+        self.flush()
+        model = self.base.build_model(params)
+        self._last = (torch.initial_seed(), model)
+        return model
+
+    def flush(self) -> None:
+        from objectives import evaluate, load_splits
+
+        if self._last is None:
+            return
+        seed, model = self._last
+        self._last = None
+        splits = load_splits(self.base)
+        if splits.test is None:
+            raise ValueError(f"task {self.base.name!r} has no test split to score on.")
+        _, metric = evaluate(model, self.base, splits.test)
+        self.scores[seed] = metric
+
+
+# --- the methods --------------------------------------------------------------------------
+
+
+def scaled_plan(plan: Plan, trials: int, *, prune: bool) -> Plan:
+    """The plan with stage budgets scaled to sum to ``trials`` (each >= 1)."""
+    from spaces import PrunerSpec
+
+    total = sum(s.n_trials for s in plan.stages)
+    if trials < len(plan.stages):
+        raise ValueError(
+            f"{trials} trial-equivalents cannot fund the plan's {len(plan.stages)} stages."
+        )
+    counts = [max(1, round(trials * s.n_trials / total)) for s in plan.stages]
+    while sum(counts) != trials:
+        step = 1 if sum(counts) < trials else -1
+        candidates = [i for i, c in enumerate(counts) if step > 0 or c > 1]
+        index = max(candidates, key=lambda i: counts[i])
+        counts[index] += step
+    stages = []
+    for stage, count in zip(plan.stages, counts, strict=True):
+        changes: dict[str, Any] = {"n_trials": count}
+        if not prune:
+            changes["pruner"] = PrunerSpec("none")
+        stages.append(dataclasses.replace(stage, **changes))
+    return dataclasses.replace(plan, stages=tuple(stages))
+
+
+def joint_params(plan: Plan) -> tuple[Param, ...]:
+    """Every parameter the plan's stages search, once (first stage's range wins)."""
+    seen: dict[str, Param] = {}
+    for stage in plan.stages:
+        for param in stage.params:
+            seen.setdefault(param.name, param)
+    return tuple(seen.values())
+
+
+class _BudgetPruner(optuna.pruners.BasePruner):
+    """Delegates to ``inner``, and prunes every trial once the search spent its budget."""
+
+    def __init__(self, inner: optuna.pruners.BasePruner, budget: int) -> None:
+        self.inner = inner
+        self.budget = budget
+        self.spent_before = 0  # epochs of the trials finished before the running one
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        if self.spent_before + len(trial.intermediate_values) >= self.budget:
+            step = trial.last_step
+            return step is not None and step < _epochs_of(study)
+        return bool(self.inner.prune(study, trial))
+
+
+def _epochs_of(study: optuna.Study) -> int:
+    return int(study.user_attrs["epochs"])
+
+
+def run_joint(job: Job, task: Task, plan: Plan, *, sampler_kind: str, prune: bool) -> list[Any]:
+    """Joint TPE or random search until ``job.budget`` epochs are spent; the study's trials."""
+    import optuna
+
+    from objectives import StageObjective
+
+    seed = SEED_STRIDE * job.seed
+    if sampler_kind == "tpe":
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
+            n_startup_trials=max(1, job.trials // 3), seed=seed
+        )
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    inner: optuna.pruners.BasePruner = (
+        optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+        if prune
+        else optuna.pruners.NopPruner()
+    )
+    pruner = _BudgetPruner(inner, job.budget)
+    study = optuna.create_study(
+        storage=optuna.storages.InMemoryStorage(),
+        direction=task.direction,
+        sampler=sampler,
+        pruner=pruner,
+    )
+    study.set_user_attr("epochs", job.epochs)
+    objective = StageObjective(
+        task=task,
+        searched=joint_params(plan),
+        defaults=plan.defaults,
+        epochs=job.epochs,
+        device=_cpu(),
+        seed=seed,
+    )
+    # Bounded: every trial trains at least one epoch, so the budget ends the loop.
+    for _ in range(job.budget + 1):
+        if pruner.spent_before >= job.budget:
+            break
+        study.optimize(objective, n_trials=1)
+        pruner.spent_before = sum(trial_epochs(t) for t in study.trials)
+    return [_trial_record(t, seed + t.number) for t in study.trials]
+
+
+def run_staged(job: Job, task: Task, plan: Plan, *, prune: bool) -> list[Any]:
+    """The default plan through ``StagedSearch`` on a temporary SQLite file; its trials in order."""
+    import optuna
+
+    from search import StagedSearch
+
+    staged = scaled_plan(plan, job.trials, prune=prune)
+    seed = SEED_STRIDE * job.seed
+    if True:
+        search = StagedSearch(
+            staged,
+            task,
+            storage=optuna.storages.InMemoryStorage(),
+            name=f"bench-{job.method}",
+            epochs=job.epochs,
+            seed=seed,
+            device=_cpu(),
+            progress=None,
+        )
+        search.run()
+        records = []
+        for index, stage in enumerate(staged.stages):
+            study = optuna.load_study(
+                study_name=f"{search.name}/{stage.name}", storage=search.storage
+            )
+            offset = seed + search.seed_offset(index)
+            records += [_trial_record(t, offset + t.number, stage.name) for t in study.trials]
+    return records
+
+
+def _trial_record(
+    trial: optuna.trial.FrozenTrial, seed: int, stage: str | None = None
+) -> dict[str, Any]:
+    return {
+        "number": trial.number,
+        "stage": stage,
+        "state": trial.state.name,
+        "value": trial.value,
+        "epochs": trial_epochs(trial),
+        "epochs_run": trial.user_attrs.get("epochs_run"),
+        "seed": seed,
+        "config": trial.user_attrs.get("config"),
+    }
+
+
+def _cpu() -> torch.device:
+    import torch
+
+    return torch.device("cpu")
+
+
+def run_job(job: Job, *, threads: int = 1) -> dict[str, Any]:
+    """Run one search and return its trials (in the order they ran) with test scores."""
+    import optuna
+    import torch
+
+    from objectives import get_task
+    from search._search import task_plan
+
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    base = get_task(job.task)
+    plan = task_plan(base)
+    scores = TestScores(base)
+    start = time.perf_counter()
+    if job.method.startswith("staged"):
+        trials = run_staged(job, scores.task, plan, prune=not job.method.endswith("noprune"))
+    else:
+        kind = job.method.split("-")[0]
+        trials = run_joint(
+            job, scores.task, plan, sampler_kind=kind, prune=not job.method.endswith("noprune")
+        )
+    scores.flush()
+    wall = time.perf_counter() - start
+    for trial in trials:
+        trial["test"] = scores.scores.get(trial["seed"]) if trial["state"] == "COMPLETE" else None
+    return {
+        "job": dataclasses.asdict(job),
+        "budget": job.budget,
+        "direction": base.direction,
+        "metric": base.metric_name,
+        "plan": [s.name for s in plan.stages],
+        "trials": trials,
+        "epochs_spent": sum(t["epochs"] for t in trials),
+        "wall_s": wall,
+    }
+
+
+# --- analysis -------------------------------------------------------------------------------
+
+
+def _better(direction: str, a: float, b: float) -> bool:
+    return a > b if direction == "maximize" else a < b
+
+
+def pick_at(run: Mapping[str, Any], epochs: float) -> dict[str, Any] | None:
+    """The complete trial with the best validation metric among those ended by ``epochs``."""
+    spent = 0
+    best: dict[str, Any] | None = None
+    for trial in run["trials"]:
+        spent += trial["epochs"]
+        if spent > epochs + 1e-9:
+            break
+        if trial["state"] != "COMPLETE" or trial["value"] is None:
+            continue
+        if best is None or _better(run["direction"], trial["value"], best["value"]):
+            best = trial
+    return best
+
+
+def best_so_far(run: Mapping[str, Any]) -> list[tuple[int, float]]:
+    """``(cumulative epochs, best validation so far)`` after each complete trial."""
+    spent = 0
+    points: list[tuple[int, float]] = []
+    best: float | None = None
+    for trial in run["trials"]:
+        spent += trial["epochs"]
+        if trial["state"] == "COMPLETE" and trial["value"] is not None:
+            if best is None or _better(run["direction"], trial["value"], best):
+                best = trial["value"]
+        if best is not None:
+            points.append((spent, best))
+    return points
+
+
+def curve_value(points: Sequence[tuple[int, float]], epochs: float) -> float:
+    """The best-so-far value at ``epochs`` (NaN before the first complete trial)."""
+    value = math.nan
+    for spent, best in points:
+        if spent > epochs:
+            break
+        value = best
+    return value
+
+
+def median_curve(runs: Sequence[Mapping[str, Any]], grid: Sequence[float]) -> list[float]:
+    """Median over runs of best-so-far validation at each grid point (NaN where none)."""
+    curves = [best_so_far(r) for r in runs]
+    out = []
+    for x in grid:
+        values = [curve_value(c, x) for c in curves]
+        values = [v for v in values if not math.isnan(v)]
+        out.append(statistics.median(values) if len(values) == len(runs) else math.nan)
+    return out
+
+
+def first_reach(
+    runs: Sequence[Mapping[str, Any]], target: float, budget: int, direction: str
+) -> int | None:
+    """First epoch at which the runs' median best-so-far reaches ``target`` (None: never)."""
+    grid = list(range(budget + 1))
+    for x, value in zip(grid, median_curve(runs, grid), strict=True):
+        if not math.isnan(value) and not _better(direction, target, value):
+            return x
+    return None
+
+
+def load_runs(folder: Path) -> list[dict[str, Any]]:
+    runs = []
+    for path in sorted((folder / "raw").glob("*.json")):
+        runs.append(json.loads(path.read_text()))
+    return runs
+
+
+def _fmt(values: Sequence[float | None], scale: float = 100.0) -> str:
+    present = [v for v in values if v is not None]
+    if not present:
+        return "-"
+    med = statistics.median(present) * scale
+    if len(present) == 1:
+        return f"{med:.1f}"
+    return f"{med:.1f} [{min(present) * scale:.1f}-{max(present) * scale:.1f}]"
+
+
+def analyse(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per task and method: picks' test metric at each fraction, regret, epochs, wall time."""
+    by_task: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
+    for run in runs:
+        job = run["job"]
+        by_task.setdefault(job["task"], {}).setdefault(job["method"], []).append(run)
+    out: dict[str, Any] = {}
+    for task, methods in by_task.items():
+        any_run = next(iter(methods.values()))[0]
+        direction = any_run["direction"]
+        budget = any_run["budget"]
+        # The reference: the configuration with the best validation metric any run found.
+        reference: dict[str, Any] | None = None
+        for method_runs in methods.values():
+            for run in method_runs:
+                pick = pick_at(run, budget)
+                if pick is not None and (
+                    reference is None or _better(direction, pick["value"], reference["value"])
+                ):
+                    reference = pick
+        rows = {}
+        for method in [m for m in METHODS if m in methods]:
+            method_runs = sorted(methods[method], key=lambda r: r["job"]["seed"])
+            row: dict[str, Any] = {"seeds": [r["job"]["seed"] for r in method_runs]}
+            for fraction in FRACTIONS:
+                picks = [pick_at(r, fraction * budget) for r in method_runs]
+                row[f"test@{fraction}"] = [None if p is None else p["test"] for p in picks]
+                row[f"val@{fraction}"] = [None if p is None else p["value"] for p in picks]
+            row["regret"] = [
+                None
+                if t is None or reference is None or reference["test"] is None
+                else (reference["test"] - t if direction == "maximize" else t - reference["test"])
+                for t in row["test@1.0"]
+            ]
+            row["epochs"] = [r["epochs_spent"] for r in method_runs]
+            row["wall"] = [r["wall_s"] for r in method_runs]
+            row["trials"] = [len(r["trials"]) for r in method_runs]
+            row["pruned"] = [
+                sum(t["state"] == "PRUNED" for t in r["trials"]) for r in method_runs
+            ]
+            rows[method] = row
+        out[task] = {
+            "direction": direction,
+            "budget": budget,
+            "trials": any_run["job"]["trials"],
+            "epochs_per_trial": any_run["job"]["epochs"],
+            "metric": any_run["metric"],
+            "plan": any_run["plan"],
+            "reference": reference,
+            "rows": rows,
+            "targets": targets(methods, budget, direction),
+        }
+    return out
+
+
+def targets(
+    methods: Mapping[str, Sequence[Mapping[str, Any]]], budget: int, direction: str
+) -> dict[str, Any]:
+    """The issue's targets that can be read from one task's runs."""
+
+    def med(values: Sequence[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return statistics.median(present) if present else None
+
+    def final_vals(method: str) -> list[float | None]:
+        return [None if (p := pick_at(r, budget)) is None else p["value"] for r in methods[method]]
+
+    def tests(method: str, fraction: float) -> list[float | None]:
+        return [
+            None if (p := pick_at(r, fraction * budget)) is None else p["test"]
+            for r in methods[method]
+        ]
+
+    result: dict[str, Any] = {}
+    if "staged" in methods:
+        beats = {}
+        for other in ("tpe", "tpe-noprune", "random", "random-noprune"):
+            if other not in methods:
+                continue
+            for fraction in FRACTIONS:
+                mine, theirs = med(tests("staged", fraction)), med(tests(other, fraction))
+                beats[f"{other}@{fraction}"] = (
+                    mine is not None
+                    and theirs is not None
+                    and not _better(direction, theirs, mine)
+                )
+        result["staged_ge"] = beats
+    if "staged" in methods and "tpe-noprune" in methods:
+        goal = med(final_vals("tpe-noprune"))
+        reach = None if goal is None else first_reach(methods["staged"], goal, budget, direction)
+        result["staged_reaches_tpe_noprune_final_val"] = {
+            "goal_val": goal,
+            "epochs": reach,
+            "fraction": None if reach is None else reach / budget,
+        }
+    savings = {}
+    for pruned, full in (("staged", "staged-noprune"), ("tpe", "tpe-noprune"), ("random", "random-noprune")):
+        if pruned not in methods or full not in methods:
+            continue
+        goal = med(final_vals(full))
+        reach = None if goal is None else first_reach(methods[pruned], goal, budget, direction)
+        full_tests = [t for t in tests(full, 1.0) if t is not None]
+        pruned_test = med(tests(pruned, 1.0))
+        within = (
+            pruned_test is not None
+            and bool(full_tests)
+            and not _better(direction, min(full_tests) if direction == "maximize" else max(full_tests), pruned_test)
+        )
+        savings[pruned] = {
+            "reach_epochs": reach,
+            "saving": None if reach is None else 1 - reach / budget,
+            "spent_fraction": statistics.median(r["epochs_spent"] for r in methods[pruned]) / budget,
+            "final_test_within_unpruned_spread": within,
+        }
+    result["pruning"] = savings
+    return result
+
+
+def markdown(analysis: Mapping[str, Any], *, command: str, note: str = "") -> str:
+    """The results as a Markdown document."""
+    lines = [
+        "# Search efficiency: staged vs joint TPE vs random at equal epochs",
+        "",
+        f"Command: `{command}`",
+        "",
+    ]
+    if note:
+        lines += [note, ""]
+    lines += [
+        "Test metric (%) of each method's pick (best validation so far) at 25% / 50% / 100% "
+        "of the epoch budget: median [min-max] over seeds. Regret: test points below the "
+        "configuration with the best validation metric any method found on the task. "
+        "Epochs: trained epochs actually spent (pruned trials' partial epochs included). "
+        "Wall: seconds per search (on a machine shared with other jobs).",
+        "",
+    ]
+    for task, info in analysis.items():
+        ref = info["reference"]
+        ref_text = "-" if ref is None else f"{ref['test'] * 100:.1f} (val {ref['value'] * 100:.1f})"
+        lines += [
+            f"## {task}",
+            "",
+            f"Budget {info['budget']} epochs = {info['trials']} trial-equivalents x "
+            f"{info['epochs_per_trial']} epochs; plan {' -> '.join(info['plan'])}; "
+            f"reference config test {info['metric']} {ref_text}.",
+            "",
+            "| method | test @25% | test @50% | test @100% | regret @100% | epochs spent "
+            "| trials (pruned) | wall s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for method, row in info["rows"].items():
+            trials = statistics.median(row["trials"])
+            pruned = statistics.median(row["pruned"])
+            lines.append(
+                f"| {method} | {_fmt(row['test@0.25'])} | {_fmt(row['test@0.5'])} | "
+                f"{_fmt(row['test@1.0'])} | {_fmt(row['regret'])} | "
+                f"{statistics.median(row['epochs']):.0f} | {trials:.0f} ({pruned:.0f}) | "
+                f"{statistics.median(row['wall']):.0f} |"
+            )
+        lines.append("")
+        lines += _targets_text(info)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _targets_text(info: Mapping[str, Any]) -> list[str]:
+    t = info["targets"]
+    lines = []
+    if "staged_ge" in t:
+        misses = [k for k, ok in t["staged_ge"].items() if not ok]
+        lines.append(
+            "- staged median test >= every other search at 25/50/100%: "
+            + ("met" if not misses else "MISSED vs " + ", ".join(misses))
+        )
+    if "staged_reaches_tpe_noprune_final_val" in t:
+        r = t["staged_reaches_tpe_noprune_final_val"]
+        if r["goal_val"] is not None:
+            reach = (
+                "never"
+                if r["epochs"] is None
+                else f"at {r['epochs']} epochs ({r['fraction'] * 100:.0f}% of the budget)"
+            )
+            ok = r["fraction"] is not None and r["fraction"] <= 0.33
+            lines.append(
+                f"- staged reaches tpe-noprune's final median val ({r['goal_val'] * 100:.1f}) "
+                f"{reach}: {'met' if ok else 'MISSED'} (target <= 33%)"
+            )
+    for method, s in t.get("pruning", {}).items():
+        reach = (
+            "never"
+            if s["reach_epochs"] is None
+            else f"after {s['reach_epochs']} epochs (saves {s['saving'] * 100:.0f}%)"
+        )
+        ok = s["saving"] is not None and s["saving"] >= 0.5 and s["final_test_within_unpruned_spread"]
+        lines.append(
+            f"- pruning, {method}: reaches the unpruned final median val {reach}; spends "
+            f"{s['spent_fraction'] * 100:.0f}% of the budget; final test within the unpruned "
+            f"seed spread: {'yes' if s['final_test_within_unpruned_spread'] else 'no'}: "
+            f"{'met' if ok else 'MISSED'} (target: saves >= 50%)"
+        )
+    return lines
+
+
+def plot(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """Median best-so-far validation metric vs epochs, one panel per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r["job"]["task"] for r in runs})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        task_runs = [r for r in runs if r["job"]["task"] == task]
+        budget = task_runs[0]["budget"]
+        grid = list(range(budget + 1))
+        for method in METHODS:
+            method_runs = [r for r in task_runs if r["job"]["method"] == method]
+            if not method_runs:
+                continue
+            curve = [v * 100 for v in median_curve(method_runs, grid)]
+            style = "-" if not method.endswith("noprune") else "--"
+            ax.plot(grid, curve, style, label=method)
+        ax.set_title(f"{task} ({budget} epochs)")
+        ax.set_xlabel("trained epochs (pruned included)")
+        ax.set_ylabel(f"best val {task_runs[0]['metric']} so far (%), median")
+        ax.grid(alpha=0.3)
+        values = [
+            v * 100 for r in task_runs for _, v in best_so_far(r)
+        ]
+        if values:
+            ax.set_ylim(statistics.median(values) - 8, max(values) + 1)
+    axes[0][0].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+def make_jobs(
+    budgets: Sequence[TaskBudget], seeds: int, methods: Sequence[str] = METHODS
+) -> list[Job]:
+    """Every (task, method, seed) job, the costliest tasks first."""
+    from objectives import get_task
+
+    jobs = []
+    for budget in budgets:
+        epochs = budget.epochs or get_task(budget.task).epochs
+        for seed in range(seeds):
+            for method in methods:
+                jobs.append(Job(budget.task, method, seed, budget.trials, epochs))
+    return jobs
+
+
+def _run_and_save(job: Job, folder: str) -> str:
+    result = run_job(job)
+    path = Path(folder) / "raw" / f"{job.key}.json"
+    path.write_text(json.dumps(result, indent=1))
+    return job.key
+
+
+def run_all(jobs: Sequence[Job], folder: Path, *, workers: int, resume: bool = True) -> None:
+    """Run the jobs (skipping those with a result file when ``resume``) in a process pool."""
+    (folder / "raw").mkdir(parents=True, exist_ok=True)
+    todo = [j for j in jobs if not (resume and (folder / "raw" / f"{j.key}.json").exists())]
+    start = time.perf_counter()
+    if workers <= 1:
+        for job in todo:
+            _run_and_save(job, str(folder))
+            print(f"[{time.perf_counter() - start:7.0f}s] {job.key}", flush=True)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_run_and_save, job, str(folder)) for job in todo]
+        for future in as_completed(futures):
+            print(f"[{time.perf_counter() - start:7.0f}s] {future.result()}", flush=True)
+
+
+def report(folder: Path, *, command: str, note: str = "") -> dict[str, Any]:
+    """Write the table (``search_efficiency.md``, ``.json``) and the plot from the raw results."""
+    runs = load_runs(folder)
+    analysis = analyse(runs)
+    (folder / "search_efficiency.md").write_text(markdown(analysis, command=command, note=note))
+    (folder / "search_efficiency.json").write_text(json.dumps(analysis, indent=1, default=str))
+    if runs:
+        plot(runs, folder / "search_efficiency.png")
+    return analysis
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="reduced")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds (default: the preset's)")
+    parser.add_argument("--tasks", nargs="*", default=None, help="only these tasks")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--fresh", action="store_true", help="ignore raw results already there")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--note", default="", help="a line for the top of the table")
+    args = parser.parse_args(argv)
+    budgets, seeds = PRESETS[args.preset]
+    if args.tasks:
+        budgets = tuple(b for b in budgets if b.task in args.tasks)
+    seeds = args.seeds if args.seeds is not None else seeds
+    command = "python benchmarks/search_efficiency.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    if not args.report_only:
+        if args.fresh and (args.out / "raw").exists():
+            for path in (args.out / "raw").glob("*.json"):
+                path.unlink()
+        jobs = make_jobs(budgets, seeds)
+        started = time.perf_counter()
+        run_all(jobs, args.out, workers=args.workers)
+        print(f"all {len(jobs)} searches in {time.perf_counter() - started:.0f} s", flush=True)
+    report(args.out, command=command.strip(), note=args.note)
+    print((args.out / "search_efficiency.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
