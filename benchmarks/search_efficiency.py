@@ -48,10 +48,8 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -107,24 +105,27 @@ class TaskBudget:
             raise ValueError(f"epochs must be >= 1 or None, but got {self.epochs!r}.")
 
 
-#: ``full``: the issue's scale (30 trial-equivalents at each task's epochs, 5 seeds);
-#: not run on this machine. ``reduced``: what fits ~30 minutes on 2 busy cores.
+#: ``full``: the issue's scale (30 trial-equivalents at each task's epochs; the
+#: transformer, 5x dearer per epoch than the CNN, 12 x 10), 5 seeds: about 80 minutes
+#: on 2 quiet cores by the per-epoch times measured here; not run on this machine.
+#: ``reduced``: what fitted ~35 minutes on 2 cores shared with other jobs (the run
+#: in the README). ``smoke``: the test suite's.
 PRESETS: dict[str, tuple[tuple[TaskBudget, ...], int]] = {
     "full": (
         (
             TaskBudget("digits-mlp", 30),
-            TaskBudget("mnist1d-cnn", 30),
-            TaskBudget("mnist1d-transformer", 30),
             TaskBudget("mnist1d-mlp", 30),
+            TaskBudget("mnist1d-cnn", 30),
+            TaskBudget("mnist1d-transformer", 12, epochs=10),
         ),
         5,
     ),
     "reduced": (
         (
             TaskBudget("digits-mlp", 20, epochs=15),
-            TaskBudget("mnist1d-cnn", 15, epochs=10),
-            TaskBudget("mnist1d-transformer", 10, epochs=5),
-            TaskBudget("mnist1d-mlp", 20, epochs=30),
+            TaskBudget("mnist1d-mlp", 15, epochs=25),
+            TaskBudget("mnist1d-cnn", 12, epochs=8),
+            TaskBudget("mnist1d-transformer", 8, epochs=4),
         ),
         3,
     ),
@@ -161,7 +162,9 @@ def trial_epochs(trial: optuna.trial.FrozenTrial) -> int:
     that it did not report.
     """
     reported = len(trial.intermediate_values)
-    if "prune_reason" in trial.user_attrs and "non-finite" in str(trial.user_attrs["prune_reason"]):
+    if "prune_reason" in trial.user_attrs and "non-finite" in str(
+        trial.user_attrs["prune_reason"]
+    ):
         return reported + 1
     return reported
 
@@ -305,32 +308,27 @@ def run_joint(job: Job, task: Task, plan: Plan, *, sampler_kind: str, prune: boo
 
 
 def run_staged(job: Job, task: Task, plan: Plan, *, prune: bool) -> list[Any]:
-    """The default plan through ``StagedSearch`` on a temporary SQLite file; its trials in order."""
-    import optuna
-
+    """The scaled default plan through ``StagedSearch`` (in-memory storage); its trials."""
     from search import StagedSearch
 
     staged = scaled_plan(plan, job.trials, prune=prune)
     seed = SEED_STRIDE * job.seed
-    if True:
-        search = StagedSearch(
-            staged,
-            task,
-            storage=optuna.storages.InMemoryStorage(),
-            name=f"bench-{job.method}",
-            epochs=job.epochs,
-            seed=seed,
-            device=_cpu(),
-            progress=None,
-        )
-        search.run()
-        records = []
-        for index, stage in enumerate(staged.stages):
-            study = optuna.load_study(
-                study_name=f"{search.name}/{stage.name}", storage=search.storage
-            )
-            offset = seed + search.seed_offset(index)
-            records += [_trial_record(t, offset + t.number, stage.name) for t in study.trials]
+    search = StagedSearch(
+        staged,
+        task,
+        storage=optuna.storages.InMemoryStorage(),
+        name=f"bench-{job.method}",
+        epochs=job.epochs,
+        seed=seed,
+        device=_cpu(),
+        progress=None,
+    )
+    search.run()
+    records = []
+    for index, stage in enumerate(staged.stages):
+        study = optuna.load_study(study_name=f"{search.name}/{stage.name}", storage=search.storage)
+        offset = seed + search.seed_offset(index)
+        records += [_trial_record(t, offset + t.number, stage.name) for t in study.trials]
     return records
 
 
@@ -422,9 +420,9 @@ def best_so_far(run: Mapping[str, Any]) -> list[tuple[int, float]]:
     best: float | None = None
     for trial in run["trials"]:
         spent += trial["epochs"]
-        if trial["state"] == "COMPLETE" and trial["value"] is not None:
-            if best is None or _better(run["direction"], trial["value"], best):
-                best = trial["value"]
+        value = trial["value"] if trial["state"] == "COMPLETE" else None
+        if value is not None and (best is None or _better(run["direction"], value, best)):
+            best = value
         if best is not None:
             points.append((spent, best))
     return points
@@ -462,11 +460,19 @@ def first_reach(
     return None
 
 
-def load_runs(folder: Path) -> list[dict[str, Any]]:
+def load_runs(folder: Path, jobs: Sequence[Job] | None = None) -> list[dict[str, Any]]:
+    """The raw results in ``folder``; with ``jobs``, only theirs (same budget and epochs)."""
     runs = []
+    wanted = None if jobs is None else {dataclasses.astuple(j) for j in jobs}
     for path in sorted((folder / "raw").glob("*.json")):
-        runs.append(json.loads(path.read_text()))
+        run = json.loads(path.read_text())
+        if wanted is None or _job_of(run) in wanted:
+            runs.append(run)
     return runs
+
+
+def _job_of(run: Mapping[str, Any]) -> tuple[Any, ...]:
+    return dataclasses.astuple(Job(**run["job"]))
 
 
 def _fmt(values: Sequence[float | None], scale: float = 100.0) -> str:
@@ -516,9 +522,7 @@ def analyse(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             row["epochs"] = [r["epochs_spent"] for r in method_runs]
             row["wall"] = [r["wall_s"] for r in method_runs]
             row["trials"] = [len(r["trials"]) for r in method_runs]
-            row["pruned"] = [
-                sum(t["state"] == "PRUNED" for t in r["trials"]) for r in method_runs
-            ]
+            row["pruned"] = [sum(t["state"] == "PRUNED" for t in r["trials"]) for r in method_runs]
             rows[method] = row
         out[task] = {
             "direction": direction,
@@ -575,7 +579,11 @@ def targets(
             "fraction": None if reach is None else reach / budget,
         }
     savings = {}
-    for pruned, full in (("staged", "staged-noprune"), ("tpe", "tpe-noprune"), ("random", "random-noprune")):
+    for pruned, full in (
+        ("staged", "staged-noprune"),
+        ("tpe", "tpe-noprune"),
+        ("random", "random-noprune"),
+    ):
         if pruned not in methods or full not in methods:
             continue
         goal = med(final_vals(full))
@@ -585,12 +593,17 @@ def targets(
         within = (
             pruned_test is not None
             and bool(full_tests)
-            and not _better(direction, min(full_tests) if direction == "maximize" else max(full_tests), pruned_test)
+            and not _better(
+                direction,
+                min(full_tests) if direction == "maximize" else max(full_tests),
+                pruned_test,
+            )
         )
         savings[pruned] = {
             "reach_epochs": reach,
             "saving": None if reach is None else 1 - reach / budget,
-            "spent_fraction": statistics.median(r["epochs_spent"] for r in methods[pruned]) / budget,
+            "spent_fraction": statistics.median(r["epochs_spent"] for r in methods[pruned])
+            / budget,
             "final_test_within_unpruned_spread": within,
         }
     result["pruning"] = savings
@@ -617,7 +630,9 @@ def markdown(analysis: Mapping[str, Any], *, command: str, note: str = "") -> st
     ]
     for task, info in analysis.items():
         ref = info["reference"]
-        ref_text = "-" if ref is None else f"{ref['test'] * 100:.1f} (val {ref['value'] * 100:.1f})"
+        ref_text = (
+            "-" if ref is None else f"{ref['test'] * 100:.1f} (val {ref['value'] * 100:.1f})"
+        )
         lines += [
             f"## {task}",
             "",
@@ -672,7 +687,11 @@ def _targets_text(info: Mapping[str, Any]) -> list[str]:
             if s["reach_epochs"] is None
             else f"after {s['reach_epochs']} epochs (saves {s['saving'] * 100:.0f}%)"
         )
-        ok = s["saving"] is not None and s["saving"] >= 0.5 and s["final_test_within_unpruned_spread"]
+        ok = (
+            s["saving"] is not None
+            and s["saving"] >= 0.5
+            and s["final_test_within_unpruned_spread"]
+        )
         lines.append(
             f"- pruning, {method}: reaches the unpruned final median val {reach}; spends "
             f"{s['spent_fraction'] * 100:.0f}% of the budget; final test within the unpruned "
@@ -706,9 +725,7 @@ def plot(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
         ax.set_xlabel("trained epochs (pruned included)")
         ax.set_ylabel(f"best val {task_runs[0]['metric']} so far (%), median")
         ax.grid(alpha=0.3)
-        values = [
-            v * 100 for r in task_runs for _, v in best_so_far(r)
-        ]
+        values = [v * 100 for r in task_runs for _, v in best_so_far(r)]
         if values:
             ax.set_ylim(statistics.median(values) - 8, max(values) + 1)
     axes[0][0].legend(fontsize=8, loc="lower right")
@@ -723,7 +740,7 @@ def plot(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
 def make_jobs(
     budgets: Sequence[TaskBudget], seeds: int, methods: Sequence[str] = METHODS
 ) -> list[Job]:
-    """Every (task, method, seed) job, the costliest tasks first."""
+    """Every (task, method, seed) job, task by task."""
     from objectives import get_task
 
     jobs = []
@@ -745,7 +762,8 @@ def _run_and_save(job: Job, folder: str) -> str:
 def run_all(jobs: Sequence[Job], folder: Path, *, workers: int, resume: bool = True) -> None:
     """Run the jobs (skipping those with a result file when ``resume``) in a process pool."""
     (folder / "raw").mkdir(parents=True, exist_ok=True)
-    todo = [j for j in jobs if not (resume and (folder / "raw" / f"{j.key}.json").exists())]
+    done = {_job_of(run) for run in load_runs(folder)} if resume else set()
+    todo = [j for j in jobs if dataclasses.astuple(j) not in done]
     start = time.perf_counter()
     if workers <= 1:
         for job in todo:
@@ -758,9 +776,21 @@ def run_all(jobs: Sequence[Job], folder: Path, *, workers: int, resume: bool = T
             print(f"[{time.perf_counter() - start:7.0f}s] {future.result()}", flush=True)
 
 
-def report(folder: Path, *, command: str, note: str = "") -> dict[str, Any]:
-    """Write the table (``search_efficiency.md``, ``.json``) and the plot from the raw results."""
-    runs = load_runs(folder)
+def report(
+    folder: Path, jobs: Sequence[Job] | None = None, *, command: str, note: str = ""
+) -> dict[str, Any]:
+    """Write the table (``search_efficiency.md``, ``.json``) and the plot from the raw results.
+
+    Args:
+        folder: Where ``raw/`` is and where the outputs go.
+        jobs: Only these jobs' results (``None``: every result there).
+        command: The command line shown above the table.
+        note: A line shown above the table.
+
+    Returns:
+        The analysis that the table shows.
+    """
+    runs = load_runs(folder, jobs)
     analysis = analyse(runs)
     (folder / "search_efficiency.md").write_text(markdown(analysis, command=command, note=note))
     (folder / "search_efficiency.json").write_text(json.dumps(analysis, indent=1, default=str))
@@ -784,18 +814,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tasks:
         budgets = tuple(b for b in budgets if b.task in args.tasks)
     seeds = args.seeds if args.seeds is not None else seeds
-    command = "python benchmarks/search_efficiency.py " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
+    # The command that produces these results (``--report-only`` re-reads them).
+    command = f".venv/bin/python benchmarks/search_efficiency.py --preset {args.preset}"
+    if args.seeds is not None:
+        command += f" --seeds {args.seeds}"
+    if args.tasks:
+        command += " --tasks " + " ".join(args.tasks)
+    jobs = make_jobs(budgets, seeds)
     if not args.report_only:
         if args.fresh and (args.out / "raw").exists():
             for path in (args.out / "raw").glob("*.json"):
                 path.unlink()
-        jobs = make_jobs(budgets, seeds)
         started = time.perf_counter()
         run_all(jobs, args.out, workers=args.workers)
         print(f"all {len(jobs)} searches in {time.perf_counter() - started:.0f} s", flush=True)
-    report(args.out, command=command.strip(), note=args.note)
+    report(args.out, jobs, command=command.strip(), note=args.note)
     print((args.out / "search_efficiency.md").read_text())
     return 0
 

@@ -5,7 +5,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search import SearchError, SearchResult, StagedSearch
-from spaces import FloatParam, Plan, Stage
+from spaces import FloatParam, Plan, Stage, default_plan
 from storage import open_storage, study_name
 
 
@@ -107,3 +107,36 @@ def _studies(url: str) -> list[optuna.Study]:
         optuna.load_study(study_name=s.study_name, storage=storage)
         for s in sorted(storage.get_all_studies(), key=lambda s: s.study_name)
     ]
+
+
+def test_trials_are_seeded_in_the_order_they_run_across_stages() -> None:
+    import dataclasses
+    from collections.abc import Mapping
+    from typing import Any
+
+    import torch
+
+    from objectives import get_task
+
+    digits = get_task("digits-mlp")
+    seeds: list[int] = []
+
+    def build(params: Mapping[str, Any]) -> torch.nn.Module:
+        seeds.append(torch.initial_seed())
+        return digits.build_model(params)
+
+    task = dataclasses.replace(digits, build_model=build)
+    plan = Plan(
+        tuple(
+            dataclasses.replace(stage, n_trials=n)
+            for stage, n in zip(default_plan("mlp").stages, (3, 2, 1), strict=True)
+        ),
+        default_plan("mlp").defaults,
+    )
+    search = StagedSearch(
+        plan, task, storage=optuna.storages.InMemoryStorage(), epochs=1, seed=7, progress=None
+    )
+    assert [search.seed_offset(i) for i in range(3)] == [0, 3, 5]
+    search.run()
+    # As in a joint search: trial i of the whole search trains with seed 7 + i.
+    assert seeds == [7, 8, 9, 10, 11, 12]

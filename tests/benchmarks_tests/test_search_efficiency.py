@@ -1,0 +1,118 @@
+"""The search-efficiency benchmark's harness: it runs, and it counts epochs and budgets right.
+
+Who wins is not tested here (that is what the benchmark itself measures).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from objectives import get_task
+from search._search import task_plan
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "search_efficiency.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("search_efficiency", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _trial(state: TrialState, steps: int, **attrs: Any) -> optuna.trial.FrozenTrial:
+    return create_trial(
+        state=state,
+        value=0.5 if state == TrialState.COMPLETE else None,
+        params={"lr": 1e-3},
+        distributions={"lr": FloatDistribution(1e-4, 1e-2, log=True)},
+        intermediate_values={step: 0.5 for step in range(1, steps + 1)},
+        user_attrs=attrs,
+    )
+
+
+def test_a_pruned_trial_counts_its_partial_epochs(bench: ModuleType) -> None:
+    assert bench.trial_epochs(_trial(TrialState.COMPLETE, 5, epochs_run=5)) == 5
+    assert bench.trial_epochs(_trial(TrialState.PRUNED, 2, epochs_run=2)) == 2
+    # A non-finite loss ends the trial in an epoch it never reported: that epoch trained too.
+    nan = _trial(TrialState.PRUNED, 1, prune_reason="non-finite training loss nan at epoch 2")
+    assert bench.trial_epochs(nan) == 2
+
+
+def test_stage_budgets_scale_to_the_trial_equivalents(bench: ModuleType) -> None:
+    plan = task_plan(get_task("digits-mlp"))
+    for trials in (len(plan.stages), 7, 20, 45):
+        scaled = bench.scaled_plan(plan, trials, prune=False)
+        assert sum(s.n_trials for s in scaled.stages) == trials
+        assert all(s.n_trials >= 1 for s in scaled.stages)
+        assert {s.pruner.kind for s in scaled.stages} == {"none"}
+    pruned = bench.scaled_plan(plan, 20, prune=True)
+    assert [s.pruner for s in pruned.stages] == [s.pruner for s in plan.stages]
+    with pytest.raises(ValueError, match="cannot fund"):
+        bench.scaled_plan(plan, len(plan.stages) - 1, prune=True)
+
+
+def test_joint_search_spends_exactly_its_budget_partial_trials_included(
+    bench: ModuleType,
+) -> None:
+    job = bench.Job("digits-mlp", "random", seed=0, trials=4, epochs=3)
+    run = bench.run_job(job)
+    epochs = [t["epochs"] for t in run["trials"]]
+    assert run["epochs_spent"] == sum(epochs) == job.budget == 12
+    # Successive halving prunes after epoch 1, so more trials than trial-equivalents run,
+    # and their partial epochs are what the budget is charged.
+    assert len(run["trials"]) > job.trials
+    assert any(t["state"] == "PRUNED" and t["epochs"] < job.epochs for t in run["trials"])
+    assert all(t["epochs"] == t["epochs_run"] for t in run["trials"])
+    assert [t["seed"] for t in run["trials"]] == list(range(len(run["trials"])))
+    complete = [t for t in run["trials"] if t["state"] == "COMPLETE"]
+    assert complete and all(0.0 <= t["test"] <= 1.0 for t in complete)
+
+
+def test_staged_search_runs_its_scaled_plan_with_seeds_in_trial_order(bench: ModuleType) -> None:
+    job = bench.Job("digits-mlp", "staged-noprune", seed=1, trials=4, epochs=2)
+    run = bench.run_job(job)
+    assert run["epochs_spent"] == job.budget == 8
+    assert [t["epochs"] for t in run["trials"]] == [2, 2, 2, 2]
+    assert [t["stage"] for t in run["trials"]] == ["lr", "lr", "weight_decay", "regularization"]
+    # Trial i of the whole search trains with the same torch seed as a joint search's trial i.
+    assert [t["seed"] for t in run["trials"]] == [1000, 1001, 1002, 1003]
+    assert all(t["test"] is not None for t in run["trials"])
+
+
+def test_picks_only_see_trials_that_ended_within_the_budget_fraction(bench: ModuleType) -> None:
+    trials = [
+        {"state": "COMPLETE", "value": 0.5, "epochs": 4, "test": 0.4},
+        {"state": "PRUNED", "value": None, "epochs": 1, "test": None},
+        {"state": "COMPLETE", "value": 0.9, "epochs": 4, "test": 0.8},
+    ]
+    run = {"direction": "maximize", "trials": trials}
+    assert bench.pick_at(run, 3) is None
+    assert bench.pick_at(run, 5)["value"] == 0.5
+    assert bench.pick_at(run, 8)["value"] == 0.5
+    assert bench.pick_at(run, 9)["value"] == 0.9
+    assert bench.best_so_far(run) == [(4, 0.5), (5, 0.5), (9, 0.9)]
+    assert bench.first_reach([run], 0.9, 9, "maximize") == 9
+    assert bench.first_reach([run], 0.95, 9, "maximize") is None
+
+
+def test_smoke_run_writes_the_table_and_the_plot(bench: ModuleType, tmp_path: Path) -> None:
+    assert bench.main(["--preset", "smoke", "--workers", "1", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "search_efficiency.md").read_text()
+    for method in bench.METHODS:
+        assert f"| {method} |" in table
+    assert "Budget 12 epochs = 4 trial-equivalents x 3 epochs" in table
+    assert (tmp_path / "search_efficiency.png").stat().st_size > 0
+    assert len(list((tmp_path / "raw").glob("*.json"))) == len(bench.METHODS)
