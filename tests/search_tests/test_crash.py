@@ -53,7 +53,7 @@ def test_sigkill_at_five_random_points_loses_nothing(tmp_path: Path) -> None:
     """Five workers in turn, each killed at a seeded random point while the next one
     (started before the kill, so it joins the search) takes over; the last finishes."""
     url = f"sqlite:///{tmp_path / 'kill.db'}"
-    argv = stagetune(url, "k", trials=5, epochs=8)
+    argv = stagetune(url, "k", trials=5, epochs=30)
     rng = random.Random(5)
     target = 0
     killed: set[int] = set()
@@ -64,6 +64,7 @@ def test_sigkill_at_five_random_points_loses_nothing(tmp_path: Path) -> None:
         # After 1-2 more finished trials (of 15), and a random delay into one of this
         # worker's trials: mid-training, reporting, telling, or claiming the next.
         target = min(target + rng.randint(1, 2), 11)
+        # Trials of 30 epochs outlast the delay, so most kills land inside a trial.
         delay = rng.uniform(0.0, 0.3)
         wait_until(
             mid_trial(url, process.pid, target),
@@ -84,7 +85,7 @@ def test_sigkill_at_five_random_points_loses_nothing(tmp_path: Path) -> None:
     before = snapshot(url, "k")
     code, _, err = finish(process)
     assert code == 0, err
-    counts = assert_nothing_lost(url, "k", budget=5, epochs=8, before=before)
+    counts = assert_nothing_lost(url, "k", budget=5, epochs=30, before=before)
     failed = [
         t
         for study in studies(url, "k").values()
