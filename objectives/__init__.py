@@ -1,7 +1,9 @@
-"""PyTorch training of one trial, with per-epoch reports and pruning."""
+"""PyTorch training of one trial, with per-epoch reports, pruning and diagnoses."""
 
 from objectives._builtin import TASKS, get_task
 from objectives._config import ConfigError, TrainConfig
+from objectives._diagnosis import FitDiagnosis, LrDiagnosis, diagnose_fit, diagnose_lr
+from objectives._final import FinalObjective
 from objectives._objective import StageObjective
 from objectives._tasks import Splits, Task, TaskError, load_splits
 from objectives._train import (
@@ -11,11 +13,17 @@ from objectives._train import (
     evaluate,
     train,
 )
+from objectives._range_test import RangeTestObjective, RangeTestResult, run_range_test
 
 __all__ = [
     "TASKS",
     "ConfigError",
+    "FinalObjective",
+    "FitDiagnosis",
+    "LrDiagnosis",
     "NonFiniteLossError",
+    "RangeTestObjective",
+    "RangeTestResult",
     "Splits",
     "StageObjective",
     "Task",
@@ -23,8 +31,11 @@ __all__ = [
     "TrainConfig",
     "configure_threads",
     "default_device",
+    "diagnose_fit",
+    "diagnose_lr",
     "evaluate",
     "get_task",
     "load_splits",
+    "run_range_test",
     "train",
 ]

@@ -8,8 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd")
-SCHEDULERS: tuple[str, ...] = ("cosine", "cosine_warmup", "constant")
+OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd", "adafactor")
+SCHEDULERS: tuple[str, ...] = (
+    "cosine",
+    "cosine_warmup",
+    "onecycle",
+    "plateau",
+    "multistep",
+    "constant",
+)
 
 
 class ConfigError(ValueError):
@@ -21,14 +28,19 @@ class TrainConfig:
     """Everything the training loop reads; the rest goes to the model builder.
 
     Args:
-        optimizer: ``"adamw"`` (decoupled weight decay), ``"adam"`` or ``"sgd"``
-            (momentum 0.9, Nesterov).
-        lr: Peak learning rate.
+        optimizer: ``"adamw"`` (decoupled weight decay), ``"adam"``, ``"sgd"``
+            (with ``momentum`` and Nesterov) or ``"adafactor"`` (``torch.optim.Adafactor``).
+        lr: Peak learning rate (OneCycleLR's ``max_lr``).
         weight_decay: Decay of weights; biases and norm weights never decay.
         batch_size: Examples per optimizer step.
         scheduler: ``"cosine"`` (CosineAnnealingLR per step to ``eta_min``),
-            ``"cosine_warmup"`` (linear warmup, then cosine) or ``"constant"``.
+            ``"cosine_warmup"`` (linear warmup, then cosine to 0), ``"onecycle"``
+            (OneCycleLR, ``max_lr=lr``), ``"plateau"`` (ReduceLROnPlateau on the
+            validation loss, stepped once per epoch), ``"multistep"`` (MultiStepLR at
+            ``milestones``) or ``"constant"``.
         warmup_fraction: Fraction of all steps spent warming up (cosine_warmup).
+        warmup_steps: Warmup in optimizer steps (the guide's recipes count steps);
+            when set it replaces ``warmup_fraction``; at most half of the run warms up.
         grad_clip: Max global gradient norm, or ``None`` for no clipping.
         dropout: Passed to the model builder as ``dropout``.
         eta_min: The cosine schedule's final LR (the guide's ``eta_min=1e-6``).
@@ -44,6 +56,15 @@ class TrainConfig:
             with a gradient scaler); no effect on the CPU.
         compile: Train a ``torch.compile``-d model (slow to start; pays off on
             long trials on a GPU).
+        momentum: SGD momentum (the guide: 0.9, with Nesterov).
+        nesterov: Nesterov momentum for SGD.
+        beta1: Adam/AdamW first-moment decay.
+        beta2: Adam/AdamW second-moment decay (GPT-style pretraining: 0.95).
+        milestones: MultiStepLR milestones as fractions of the run, e.g. the ResNet-50
+            recipe's epochs 30, 60, 90 of 90 are ``(1/3, 2/3, 1.0)``.
+        gamma: MultiStepLR's decay factor at each milestone.
+        plateau_patience: ReduceLROnPlateau's patience in epochs (the guide: 5-10).
+        plateau_factor: ReduceLROnPlateau's decay factor.
         model: Other parameters, passed to the model builder.
 
     Example:
@@ -64,6 +85,15 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     amp: bool = True
     compile: bool = False
+    warmup_steps: int | None = None
+    momentum: float = 0.9
+    nesterov: bool = True
+    beta1: float = 0.9
+    beta2: float = 0.999
+    milestones: tuple[float, ...] = (1 / 3, 2 / 3, 1.0)
+    gamma: float = 0.1
+    plateau_patience: int = 5
+    plateau_factor: float = 0.1
     model: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -97,6 +127,38 @@ class TrainConfig:
             value = getattr(self, flag)
             if not isinstance(value, bool):
                 raise ConfigError(f"{flag} must be true or false, but got {value!r}.")
+        if self.warmup_steps is not None:
+            _integer("warmup_steps", self.warmup_steps, minimum=0)
+        _in_range("momentum", self.momentum, 0.0, 1.0)
+        if not isinstance(self.nesterov, bool):
+            raise ConfigError(f"nesterov must be true or false, but got {self.nesterov!r}.")
+        _in_range("beta1", self.beta1, 0.0, 1.0)
+        _in_range("beta2", self.beta2, 0.0, 1.0)
+        self._check_milestones()
+        _in_range("gamma", self.gamma, 0.0, 1.0)
+        _integer("plateau_patience", self.plateau_patience, minimum=0)
+        _in_range("plateau_factor", self.plateau_factor, 0.0, 1.0)
+
+    def _check_milestones(self) -> None:
+        milestones = self.milestones
+        if isinstance(milestones, list):
+            milestones = tuple(milestones)
+            object.__setattr__(self, "milestones", milestones)
+        if not isinstance(milestones, tuple) or not milestones:
+            raise ConfigError(
+                f"milestones must be a non-empty list of fractions of the run, "
+                f"but got {milestones!r}."
+            )
+        for value in milestones:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"milestones must be numbers, but got {milestones!r}.")
+            if not 0.0 < value <= 1.0:
+                raise ConfigError(
+                    f"milestones are fractions of the run in (0, 1] (epoch 30 of 90 is "
+                    f"{1 / 3:.4f}), but got {milestones!r}."
+                )
+        if list(milestones) != sorted(milestones):
+            raise ConfigError(f"milestones must increase, but got {milestones!r}.")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrainConfig:

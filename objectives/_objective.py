@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from objectives._config import TrainConfig
+from objectives._diagnosis import diagnose_fit, diagnose_lr, initial_loss
 from objectives._tasks import load_splits
 from objectives._train import (
     EVAL_BATCH,
@@ -52,6 +55,9 @@ class StageObjective:
         epochs: Epochs per trial.
         device: Where to train; CUDA when available by default.
         seed: Trial ``n`` trains with torch seed ``seed + n``.
+        lr_reference_batch: When set, ``lr`` is the LR at this batch size and each
+            trial trains with it scaled linearly to its ``batch_size`` (the guide's
+            linear scaling rule; a stage that searches batch size sets it).
     """
 
     task: Task
@@ -61,12 +67,13 @@ class StageObjective:
     epochs: int = 20
     device: torch.device | None = None
     seed: int = 0
+    lr_reference_batch: int | None = None
 
     def params_for(self, trial: optuna.Trial) -> dict[str, Any]:
         params = dict(self.defaults)
         for param in (*self.carried, *self.searched):
             params[param.name] = suggest(trial, param)
-        return params
+        return scale_for_batch(params, self.lr_reference_batch)
 
     def __call__(self, trial: optuna.Trial) -> float:
         import optuna
@@ -75,15 +82,20 @@ class StageObjective:
         config = TrainConfig.from_params(params)
         trial.set_user_attr("config", _jsonable(params))
 
-        last: list[EpochStats] = []
+        history: list[EpochStats] = []
         reported: set[int] = set()
+        device = self.device or default_device()
+        seed = self.seed + trial.number
+        start = initial_loss(self.task, load_splits(self.task), config, device=device, seed=seed)
+        diverged = False
 
         def on_epoch(stats: EpochStats) -> None:
             if not (math.isfinite(stats.val_loss) and math.isfinite(stats.val_metric)):
                 raise NonFiniteLossError(stats.epoch, -1, stats.val_loss)
-            last[:] = [stats]
+            # a retry after running out of memory repeats the same epochs
+            history[stats.epoch - 1 :] = [stats]
             if stats.epoch in reported:
-                return  # a retry after running out of memory repeats the same epochs
+                return
             reported.add(stats.epoch)
             trial.report(stats.val_metric, stats.epoch)
             if trial.should_prune():
@@ -95,11 +107,11 @@ class StageObjective:
         except NonFiniteLossError as error:
             # The search goes on: the trial ends as pruned, so that samplers rank it
             # below every trial that trained, and the reason is on the trial.
+            diverged = True
             trial.set_user_attr("prune_reason", str(error))
             raise optuna.TrialPruned(str(error)) from None
         finally:
-            if last:
-                _record(trial, last[0])
+            record_curves(trial, history, initial=start, diverged=diverged)
         if result.stopped_early:
             trial.set_user_attr("stopped_early_at_epoch", result.final.epoch)
         if config.early_stopping_patience is not None:
@@ -163,12 +175,45 @@ def _oom_reason(error: BaseException, config: TrainConfig) -> str:
     )
 
 
-def _record(trial: optuna.Trial, stats: EpochStats) -> None:
-    """The last epoch's numbers, written once when the trial ends (not every epoch)."""
+def scale_for_batch(params: dict[str, Any], reference_batch: int | None) -> dict[str, Any]:
+    """``params`` with ``lr`` scaled from ``reference_batch`` to ``params["batch_size"]``."""
+    if reference_batch is None or "lr" not in params or "batch_size" not in params:
+        return params
+    from spaces import scale_lr
+
+    scaled = scale_lr(params["lr"], params["batch_size"], reference_batch)
+    if scaled.beyond_limit:
+        warnings.warn(scaled.warning(params["batch_size"]), UserWarning, stacklevel=2)
+    return {**params, "lr": scaled.lr}
+
+
+def record_curves(
+    trial: optuna.Trial,
+    history: list[EpochStats],
+    *,
+    initial: float | None = None,
+    diverged: bool = False,
+) -> None:
+    """The last epoch's numbers, the per-epoch curves and the two diagnoses, written
+    once when the trial ends (not every epoch)."""
+    train_curve = [s.train_loss for s in history]
+    lr_diagnosis = diagnose_lr(train_curve, initial_loss=initial, diverged=diverged)
+    for key, value in lr_diagnosis.to_attrs().items():
+        trial.set_user_attr(key, value)
+    if initial is not None:
+        trial.set_user_attr("initial_loss", initial)
+    if not history:
+        return
+    stats = history[-1]
     trial.set_user_attr("epochs_run", stats.epoch)
     trial.set_user_attr("train_loss", stats.train_loss)
     trial.set_user_attr("val_loss", stats.val_loss)
     trial.set_user_attr("val_metric", stats.val_metric)
+    trial.set_user_attr("train_loss_curve", train_curve)
+    trial.set_user_attr("val_loss_curve", [s.val_loss for s in history])
+    trial.set_user_attr("val_metric_curve", [s.val_metric for s in history])
+    fit = diagnose_fit(train_curve, [s.val_loss for s in history])
+    trial.set_user_attr("fit_diagnosis", fit.label)
 
 
 def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""Optimizers with decay/no-decay groups, and per-step LR schedules."""
+"""Optimizers with decay/no-decay groups, and the guide's LR schedules.
+
+Every schedule here is stepped once per optimizer step, except ReduceLROnPlateau,
+which the training loop steps once per epoch with the validation loss (see
+:func:`steps_per_epoch_only`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,13 @@ if TYPE_CHECKING:
 
     from objectives._config import TrainConfig
 
+#: The most of a run that warmup may take when it is given in steps: the guide's
+#: step counts (2,000 - 10,000) are for runs of 100k+ steps, and a warmup that
+#: never ends would leave no decay at all.
+MAX_WARMUP_SHARE = 0.5
+
+Scheduler = Any  # torch.optim.lr_scheduler.LRScheduler | ReduceLROnPlateau
+
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Two groups: weights that decay, and biases and norm weights that don't.
@@ -18,6 +30,14 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     The guide's ``no_decay = ['bias', 'LayerNorm.weight']`` in its general form:
     every parameter with fewer than two dimensions (biases, and the weights of
     LayerNorm, BatchNorm and GroupNorm) is excluded from weight decay.
+
+    Args:
+        model: The model whose trainable parameters are grouped.
+        weight_decay: Decay of the first group.
+
+    Returns:
+        ``[{"params": decaying, "weight_decay": weight_decay},
+        {"params": others, "weight_decay": 0.0}]``.
     """
     decay = [p for _, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for _, p in model.named_parameters() if p.requires_grad and p.dim() < 2]
@@ -28,30 +48,77 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer of ``config`` over ``model``'s decay/no-decay groups.
+
+    SGD uses the guide's momentum 0.9 with Nesterov (``config.momentum``,
+    ``config.nesterov``); AdamW and Adafactor decay weights decoupled from the
+    gradient, Adam adds ``weight_decay`` to the gradient (L2), as torch does.
+    """
     import torch
 
     groups = param_groups(model, config.weight_decay)
+    betas = (config.beta1, config.beta2)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr)
+        return torch.optim.AdamW(groups, lr=config.lr, betas=betas)
     if config.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=config.lr)
-    return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
+        return torch.optim.Adam(groups, lr=config.lr, betas=betas)
+    if config.optimizer == "adafactor":
+        return torch.optim.Adafactor(groups, lr=config.lr)
+    return torch.optim.SGD(
+        groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov
+    )
+
+
+def warmup_steps(config: TrainConfig, total_steps: int) -> int:
+    """Optimizer steps of linear warmup: ``warmup_steps`` if set, else the fraction."""
+    if config.warmup_steps is not None:
+        return min(config.warmup_steps, int(MAX_WARMUP_SHARE * total_steps))
+    return int(config.warmup_fraction * total_steps)
 
 
 def build_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """A scheduler stepped once per optimizer step, or ``None`` for a constant LR."""
+) -> Scheduler | None:
+    """The LR schedule of ``config`` over ``total_steps`` optimizer steps.
+
+    Args:
+        optimizer: The optimizer whose LR is scheduled (``lr`` is the peak).
+        config: ``scheduler`` and its settings.
+        total_steps: Optimizer steps in the whole run.
+
+    Returns:
+        A scheduler, or ``None`` for a constant LR. ReduceLROnPlateau is stepped
+        once per epoch with the validation loss; every other one once per step.
+    """
     import torch
 
+    schedulers = torch.optim.lr_scheduler
+    total_steps = max(1, total_steps)
     if config.scheduler == "constant":
         return None
     if config.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(
+        # CosineAnnealingLR with T_max = the run (the guide's T_max=num_epochs, per step).
+        return schedulers.CosineAnnealingLR(
             optimizer, T_max=total_steps, eta_min=min(config.eta_min, config.lr)
         )
-    warmup = int(config.warmup_fraction * total_steps)
+    if config.scheduler == "onecycle":
+        # max_lr is the LR the range test / LR stage found.
+        cycle_momentum = any(k in optimizer.defaults for k in ("momentum", "betas"))
+        return schedulers.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=total_steps, cycle_momentum=cycle_momentum
+        )
+    if config.scheduler == "plateau":
+        return schedulers.ReduceLROnPlateau(
+            optimizer, mode="min", factor=config.plateau_factor, patience=config.plateau_patience
+        )
+    if config.scheduler == "multistep":
+        milestones = sorted({max(1, round(f * total_steps)) for f in config.milestones})
+        return schedulers.MultiStepLR(optimizer, milestones=milestones, gamma=config.gamma)
+    warmup = warmup_steps(config, total_steps)
+    return schedulers.LambdaLR(optimizer, _warmup_cosine(warmup, total_steps))
 
+
+def _warmup_cosine(warmup: int, total_steps: int) -> Any:
     def factor(step: int) -> float:
         # 1) linear warmup from 0 to the peak LR
         if step < warmup:
@@ -60,4 +127,11 @@ def build_scheduler(
         progress = (step - warmup) / max(1, total_steps - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return factor
+
+
+def steps_per_epoch_only(scheduler: object) -> bool:
+    """Whether ``scheduler`` is stepped once per epoch with the validation loss."""
+    import torch
+
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)

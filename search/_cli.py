@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
     from search._search import SearchResult, StageSummary
 
 EXIT_USER_ERROR = 2
@@ -17,8 +19,8 @@ EXIT_INTERRUPTED = 130
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stagetune",
-        description="Staged hyperparameter search: learning rate first, then weight decay, "
-        "then regularization, each stage an Optuna study.",
+        description="Staged hyperparameter search, the guide's five steps: LR range test, "
+        "learning rate, weight decay, regularization, final run; each stage an Optuna study.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -30,10 +32,16 @@ def _parser() -> argparse.ArgumentParser:
         help="a built-in task (`stagetune tasks`; default: digits-mlp) or your own as "
         "module:attribute or path/to/file.py:attribute",
     )
-    run.add_argument("--profile", help="profile whose plan to run (default: the task's)")
+    plan = run.add_mutually_exclusive_group()
+    plan.add_argument(
+        "--profile", help="profile or recipe whose plan to run (default: the task's)"
+    )
+    plan.add_argument(
+        "--config", metavar="FILE", help="plan file (TOML), see `stagetune profiles NAME`"
+    )
     run.add_argument("--storage", help=storage_help)
     run.add_argument("--name", help="search name (default: the task's name)")
-    run.add_argument("--trials", type=int, help="trials per stage (default: the profile's)")
+    run.add_argument("--trials", type=int, help="trials per search stage (default: the plan's)")
     run.add_argument("--epochs", type=int, help="epochs per trial (default: the task's)")
     run.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     run.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
@@ -81,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="a .csv or .parquet file (default: NAME-trials.csv)")
 
     commands.add_parser("tasks", help="list the built-in tasks")
-    commands.add_parser("profiles", help="list the profiles")
+    profiles = commands.add_parser("profiles", help="list the profiles and recipes")
+    profiles.add_argument("name", nargs="?", help="print this profile's plan as a plan file")
     return parser
 
 
@@ -128,7 +137,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from objectives import get_task
     from search._search import Progress, SearchError, StagedSearch, task_plan
     from search._workers import install_signal_handlers
-    from spaces import default_plan
+    from spaces import default_plan, load_plan
 
     if args.trials is not None and args.trials < 1:
         raise SearchError(f"--trials must be >= 1, but got {args.trials}.")
@@ -138,7 +147,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise SearchError(f"--threads must be >= 1, but got {args.threads}.")
     _quiet_optuna()
     task = get_task(args.task)
-    if args.profile:
+    if args.config:
+        plan = load_plan(args.config)
+        plan = plan if args.trials is None else plan.with_trials(args.trials)
+    elif args.profile:
         plan = default_plan(args.profile, n_trials=args.trials)
     else:
         plan = task_plan(task, n_trials=args.trials)
@@ -173,7 +185,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return _run_workers(search, args, task.metric_name)
     finally:
         restore()
-    _print_result(result, task.metric_name)
+    _print_result(result, task.metric_name, search.storage)
     return 0
 
 
@@ -202,7 +214,7 @@ def _run_workers(search: Any, args: argparse.Namespace, metric: str) -> int:
         )
         codes = [w.exitcode for w in exits if w.exitcode > 0]
         return codes[0] if codes else 1
-    _print_result(result, metric)
+    _print_result(result, metric, search.storage)
     return 0
 
 
@@ -234,14 +246,36 @@ class _StorageProgress:
             bar.close()
 
 
-def _print_result(result: SearchResult, metric: str) -> None:
+def _stage_lines(
+    storage: BaseStorage, stages: Sequence[StageSummary], metric: str
+) -> dict[str, tuple[bool, str]]:
+    """Per stage: whether it is the range test, and one line on what its kind found."""
+    import optuna
+
+    from search._stages import RANGE_TEST_ATTR, stage_line
+
+    lines = {}
+    for stage in stages:
+        study = optuna.load_study(study_name=stage.study_name, storage=storage)
+        lines[stage.name] = (RANGE_TEST_ATTR in study.user_attrs, stage_line(study, metric))
+    return lines
+
+
+def _print_result(result: SearchResult, metric: str, storage: BaseStorage | None = None) -> None:
+    details = _stage_lines(storage, result.stages, metric) if storage is not None else {}
     print(f"\nSearch {result.name!r}: best validation {metric} per stage")
     for stage in result.stages:
+        range_test, detail = details.get(stage.name, (False, ""))
+        if range_test:  # its value is a loss, not the metric
+            print(f"  {stage.name:<16} {detail}")
+            continue
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in stage.best_params.items())
         print(
             f"  {stage.name:<16} val_{metric}={_fmt(stage.best_value)}  {params}  "
             f"({stage.complete} complete, {stage.pruned} pruned)"
         )
+        if detail:
+            print(f"  {'':<16}   {detail}")
     final = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(result.best_params.items()))
     print(f"Final hyperparameters: {final}")
 
@@ -359,11 +393,22 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def _cmd_profiles(args: argparse.Namespace) -> int:
-    from spaces import PROFILES
+    from spaces import PROFILES, get_profile, plan_to_toml
 
-    for name, profile in sorted(PROFILES.items()):
-        stages = " -> ".join(s.name for s in profile.build(None).stages)
-        print(f"{name:<22} {profile.description}  [{stages}]")
+    if args.name:
+        profile = get_profile(args.name)
+        for note in profile.notes:
+            for line in note.splitlines():
+                print(f"# {line}")
+        print(plan_to_toml(profile.plan()), end="")
+        return 0
+    for kind, title in (("profile", "Profiles"), ("recipe", "Recipes (guide, Common Recipes)")):
+        print(f"{title}:")
+        for name, profile in PROFILES.items():
+            if profile.kind == kind:
+                print(f"  {name:<22} {profile.description}")
+    stages = " -> ".join(PROFILES["mlp"].order)
+    print(f"Every plan: {stages}; `stagetune profiles NAME` prints one as a plan file.")
     return 0
 
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from objectives import StageObjective, Task, get_task
-from search import _barrier
+from objectives import Task, get_task
+from search import _barrier, _stages
 from search import _notes as notes
 from spaces import Param, Plan, Stage, default_plan
 from storage import (
@@ -169,6 +169,7 @@ class StagedSearch:
             raise SearchError(f"epochs must be a positive integer, but got {self.epochs!r}.")
         self.seed = seed
         self.device = device
+        _stages.validate_plan(self.plan)  # bad values fail here, before any training
         self._progress = progress
         self.max_age = max_age
         self._storage_arg = storage
@@ -202,11 +203,15 @@ class StagedSearch:
         """Run (or resume) every stage in order and return what was found."""
         carried: dict[str, tuple[Param, Any]] = {}
         summaries = []
-        for index, stage in enumerate(self.plan.stages):
-            summary = self._run_stage(index, stage, carried)
+        context = _stages.StageContext()
+        for index, planned in enumerate(self.plan.stages):
+            # the ranges the earlier stages decided (LR window, step 4's direction)
+            stage = context.resolve(planned, carried, self.plan.defaults)
+            summary = self._run_stage(index, stage, carried, context.attrs[stage.name])
             summaries.append(summary)
             for param in stage.params:
                 carried[param.name] = (param, summary.best_params[param.name])
+            context.finished(stage, self._load_study(summary.study_name))
         final = dict(self.plan.defaults)
         final.update({name: value for name, (_, value) in carried.items()})
         return SearchResult(self.name, summaries, final, summaries[-1].best_value)
@@ -273,8 +278,17 @@ class StagedSearch:
 
     # -- one stage -----------------------------------------------------------------
 
+    def _load_study(self, name: str) -> optuna.Study:
+        import optuna
+
+        return optuna.load_study(study_name=name, storage=self.storage)
+
     def _run_stage(
-        self, index: int, stage: Stage, carried: Mapping[str, tuple[Param, Any]]
+        self,
+        index: int,
+        stage: Stage,
+        carried: Mapping[str, tuple[Param, Any]],
+        stage_attrs: Mapping[str, Any] | None = None,
     ) -> StageSummary:
         fixed = {n: v for n, (_, v) in carried.items() if n not in stage.param_names}
         study = self._open_study(index, stage, fixed)
@@ -288,11 +302,17 @@ class StagedSearch:
             budget=stage.n_trials,
             plan=self.fingerprint(),
         )
+        # notes show the ranges this stage searches (narrowed by the stages before it)
+        plan = replace(
+            self.plan,
+            stages=tuple(stage if i == index else s for i, s in enumerate(self.plan.stages)),
+        )
 
         def started() -> None:
+            _stages.write_stage_attrs(study, stage_attrs or {})
             if index == 0:
                 self._write_search_attrs(study)
-            notes.stage_started(study, self.plan, index, metric=self._metric)
+            notes.stage_started(study, plan, index, metric=self._metric)
 
         # Workers share the stage through storage (search._barrier): the lineage and
         # the first trial are written once; a stage another worker closed is skipped.
@@ -306,11 +326,12 @@ class StagedSearch:
         if stored.done:
             return summarize(study, stored)
 
-        objective = StageObjective(
+        objective = _stages.build_objective(
+            stage,
             task=self.task,
-            searched=stage.params,
-            carried=tuple(p for n, (p, _) in carried.items() if n in fixed),
-            defaults=self.plan.defaults,
+            carried=carried,
+            fixed=fixed,
+            plan=self.plan,
             epochs=self.epochs,
             device=_device(self.device),
             seed=self.seed + self.seed_offset(index),
@@ -330,7 +351,8 @@ class StagedSearch:
             )
 
         def finished() -> None:
-            notes.stage_finished(study, self.plan, index, metric=self._metric)
+            _stages.stage_ended(stage, study)  # before the note, which reads what it writes
+            notes.stage_finished(study, plan, index, metric=self._metric)
 
         # Every worker carries forward what storage holds, not what it computed.
         return summarize(study, _barrier.close_stage(study, done, on_close=finished))
@@ -346,7 +368,7 @@ class StagedSearch:
             return optuna.create_study(
                 storage=self.storage,
                 study_name=study_name(self.name, stage.name),
-                direction=self.task.direction,
+                direction=_stages.direction_for(stage, self.task),
                 sampler=sampler,
                 pruner=stage.pruner.build(self.epochs),
                 load_if_exists=True,
@@ -374,6 +396,8 @@ class StagedSearch:
         self, stage: Stage, carried: Mapping[str, tuple[Param, Any]]
     ) -> dict[str, Any]:
         """The guide's default (or the value carried in) for each searched parameter."""
+        if not _stages.first_trial(stage):
+            return {}  # the range test's one trial records the LR it finds
         first = {}
         for param in stage.params:
             value = carried[param.name][1] if param.name in carried else None
@@ -384,7 +408,11 @@ class StagedSearch:
         return first
 
     def _optimize(
-        self, study: optuna.Study, stage: Stage, index: int, objective: StageObjective
+        self,
+        study: optuna.Study,
+        stage: Stage,
+        index: int,
+        objective: Callable[[optuna.Trial], float],
     ) -> None:
         def finished() -> int:
             return _barrier.count_trials(study)[0]

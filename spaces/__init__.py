@@ -1,5 +1,7 @@
-"""The guide as data: ranges, defaults, profiles and staged plans."""
+"""The guide as data: ranges, defaults, profiles, recipes and staged plans."""
 
+from spaces._config import PlanFileError, load_plan, plan_from_toml, plan_to_toml
+from spaces._guide import LR_SYMPTOMS, RECIPES
 from spaces._params import (
     CategoricalParam,
     FloatParam,
@@ -8,21 +10,39 @@ from spaces._params import (
     SpaceError,
     param_from_dict,
 )
-from spaces._plan import Plan, PrunerSpec, SamplerSpec, Stage
-from spaces._profiles import PROFILES, Profile, default_plan
+from spaces._plan import STAGE_KINDS, Plan, PrunerSpec, SamplerSpec, Stage
+from spaces._profiles import FIVE_STEPS, PROFILES, Profile, core_plan, default_plan, get_profile
+from spaces._range import LrWindow, RangeTestSpec, narrow_lr_range
+from spaces._scaling import ScaledLr, micro_batching, scale_lr
 
 __all__ = [
+    "FIVE_STEPS",
+    "LR_SYMPTOMS",
     "PROFILES",
+    "RECIPES",
+    "STAGE_KINDS",
     "CategoricalParam",
     "FloatParam",
     "IntParam",
+    "LrWindow",
     "Param",
     "Plan",
+    "PlanFileError",
     "Profile",
     "PrunerSpec",
+    "RangeTestSpec",
     "SamplerSpec",
+    "ScaledLr",
     "SpaceError",
     "Stage",
+    "core_plan",
     "default_plan",
+    "get_profile",
+    "load_plan",
+    "micro_batching",
+    "narrow_lr_range",
     "param_from_dict",
+    "plan_from_toml",
+    "plan_to_toml",
+    "scale_lr",
 ]

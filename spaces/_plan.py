@@ -8,12 +8,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from spaces._params import Param, SpaceError
+from spaces._params import FloatParam, Param, SpaceError
+from spaces._range import RangeTestSpec
 
 if TYPE_CHECKING:
     from optuna.pruners import BasePruner
     from optuna.samplers import BaseSampler
 
+StageKind = Literal["search", "lr_range_test", "regularization", "final"]
+#: ``search``: an ordinary study over ``params``; ``lr_range_test``: stage 0, one
+#: sweep that suggests the LR and narrows later ``lr`` ranges; ``regularization``:
+#: step 4, searches ``params`` in the direction the fit diagnosis gives; ``final``:
+#: step 5, one full run with everything tuned and early stopping.
+STAGE_KINDS: tuple[str, ...] = ("search", "lr_range_test", "regularization", "final")
+#: Kinds that run exactly one trial.
+SINGLE_RUN_KINDS: tuple[str, ...] = ("lr_range_test", "final")
 PrunerKind = Literal["median", "successive_halving", "none"]
 SamplerKind = Literal["tpe", "random", "grid"]
 PRUNER_KINDS: tuple[str, ...] = ("median", "successive_halving", "none")
@@ -139,6 +148,11 @@ class Stage:
         pruner: How bad trials are stopped early.
         sampler: How parameters are sampled.
         why: One line on why this stage is here (shown in notes and summaries).
+        kind: What the stage does (``STAGE_KINDS``); ``"search"`` by default.
+        range_test: The sweep of an ``lr_range_test`` stage (default: the guide's).
+        epochs: Epochs of a ``final`` stage (default: the search's epochs per trial).
+        early_stopping_patience: Epochs without a better validation metric after
+            which a ``final`` stage stops (the guide: 10-20); ``None``: never.
 
     Example:
         >>> from spaces import FloatParam
@@ -152,6 +166,10 @@ class Stage:
     pruner: PrunerSpec = field(default_factory=PrunerSpec)
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
     why: str = ""
+    kind: StageKind = "search"
+    range_test: RangeTestSpec | None = None
+    epochs: int | None = None
+    early_stopping_patience: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
@@ -160,7 +178,12 @@ class Stage:
             )
         if not isinstance(self.params, tuple):
             object.__setattr__(self, "params", tuple(self.params))
-        if not self.params:
+        if self.kind not in STAGE_KINDS:
+            raise SpaceError(
+                f"stage {self.name!r}: unknown kind {self.kind!r}; allowed: {STAGE_KINDS}."
+            )
+        self._check_kind()
+        if not self.params and self.kind != "final":
             raise SpaceError(f"stage {self.name!r}: params must not be empty.")
         names = [p.name for p in self.params]
         duplicated = sorted({n for n in names if names.count(n) > 1})
@@ -175,6 +198,55 @@ class Stage:
                 f"stage {self.name!r}: n_trials must be >= 1, but got {self.n_trials!r}."
             )
 
+    def _check_kind(self) -> None:
+        name = self.name
+        if self.kind == "lr_range_test":
+            if self.range_test is None:
+                object.__setattr__(self, "range_test", RangeTestSpec())
+            lr = self.params[0] if len(self.params) == 1 else None
+            if not (isinstance(lr, FloatParam) and lr.name == "lr" and lr.log):
+                raise SpaceError(
+                    f"stage {name!r}: an lr_range_test stage has exactly one parameter, "
+                    f"'lr', a float log range (the optimizer's guide range, which the "
+                    f"suggestion is clipped to), but got {[p.name for p in self.params]}."
+                )
+        elif self.range_test is not None:
+            raise SpaceError(
+                f"stage {name!r}: range_test applies to kind 'lr_range_test' only, "
+                f"but the stage's kind is {self.kind!r}."
+            )
+        if self.kind == "final":
+            if self.params:
+                raise SpaceError(
+                    f"stage {name!r}: a final stage searches nothing (it trains once with "
+                    f"every tuned value), but got params {[p.name for p in self.params]}."
+                )
+        else:
+            for option in ("epochs", "early_stopping_patience"):
+                if getattr(self, option) is not None:
+                    raise SpaceError(
+                        f"stage {name!r}: {option} applies to kind 'final' only, but the "
+                        f"stage's kind is {self.kind!r}."
+                    )
+        for option in ("epochs", "early_stopping_patience"):
+            value = getattr(self, option)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise SpaceError(
+                    f"stage {name!r}: {option} must be an integer >= 1, but got {value!r}."
+                )
+        if self.kind in SINGLE_RUN_KINDS and self.n_trials != 1:
+            raise SpaceError(
+                f"stage {name!r}: a {self.kind} stage runs one trial, so n_trials must "
+                f"be 1, but got {self.n_trials!r}."
+            )
+
+    @property
+    def single_run(self) -> bool:
+        """Whether the stage is one run (range test, final) rather than a search."""
+        return self.kind in SINGLE_RUN_KINDS
+
     @property
     def param_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
@@ -186,13 +258,20 @@ class Stage:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
+            "kind": self.kind,
             "n_trials": self.n_trials,
             "params": {p.name: p.to_dict() for p in self.params},
             "pruner": self.pruner.to_dict(),
             "sampler": self.sampler.to_dict(),
         }
+        if self.range_test is not None:
+            out["range_test"] = self.range_test.to_dict()
+        for option in ("epochs", "early_stopping_patience"):
+            if getattr(self, option) is not None:
+                out[option] = getattr(self, option)
+        return out
 
 
 @dataclass(frozen=True)
@@ -233,8 +312,14 @@ class Plan:
         raise SpaceError(f"Unknown stage {name!r}; this plan has {[s.name for s in self.stages]}.")
 
     def with_trials(self, n_trials: int) -> Plan:
-        """The same plan with every stage's budget set to ``n_trials``."""
-        return replace(self, stages=tuple(replace(s, n_trials=n_trials) for s in self.stages))
+        """The same plan with every search stage's budget set to ``n_trials``
+        (the range test and the final run stay one trial each)."""
+        return replace(
+            self,
+            stages=tuple(
+                s if s.single_run else replace(s, n_trials=n_trials) for s in self.stages
+            ),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

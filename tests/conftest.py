@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spaces import Plan, default_plan
+from spaces import Plan, core_plan
 
 #: Set by .ci/run when it started a PostgreSQL server for the tests.
 POSTGRES_URL_ENV = "STAGETUNE_TEST_POSTGRES_URL"
@@ -65,8 +65,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def tiny_plan() -> Plan:
-    """The MLP profile's stages with 3 trials each."""
-    return default_plan("mlp", n_trials=3)
+    """The MLP profile's three search stages (lr, weight_decay, regularization), 3 trials
+    each: the five-step plan without the range test and the final run."""
+    return core_plan("mlp", n_trials=3)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,315 @@
+"""What each kind of stage does: the guide's five steps on top of the staged search.
+
+``StagedSearch`` runs every stage as an Optuna study; this module decides, per
+stage kind, the objective and direction of that study, the ranges it searches
+after the stages before it (the LR window from the range test, the direction of
+step 4 from the fit diagnosis), and what is written on the study when it ends
+(the range test's curve, the per-stage summary of the LR diagnoses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from objectives import (
+    ConfigError,
+    FinalObjective,
+    RangeTestObjective,
+    StageObjective,
+    TrainConfig,
+    diagnose_fit,
+)
+from objectives._diagnosis import summarize_lr_diagnoses
+from spaces import FloatParam, IntParam, Param, Plan, Stage, narrow_lr_range
+from spaces._direction import directed_param
+
+if TYPE_CHECKING:
+    import optuna
+    import torch
+
+    from objectives import Task
+
+#: Study user attributes written by the stage kinds (public: dashboards and reports
+#: read them).
+RANGE_TEST_ATTR = "stagetune_lr_range_test"
+LR_WINDOW_ATTR = "stagetune_lr_window"
+FIT_ATTR = "stagetune_fit_diagnosis"
+LR_DIAGNOSES_ATTR = "stagetune_lr_diagnoses"
+FINAL_ATTR = "stagetune_final"
+
+Carried = Mapping[str, tuple[Param, Any]]
+
+
+def validate_plan(plan: Plan) -> None:
+    """Check, before any training, that every value a trial can get is one it can train
+    with: the defaults, and each searched range's ends and choices.
+
+    Raises:
+        ConfigError: Naming the stage, the parameter and the allowed values.
+    """
+    try:
+        TrainConfig.from_params(plan.defaults)
+    except ConfigError as error:
+        raise ConfigError(f"plan defaults: {error}") from None
+    for stage in plan.stages:
+        for param in stage.params:
+            for value in _probe_values(param):
+                try:
+                    TrainConfig.from_params({**plan.defaults, param.name: value})
+                except ConfigError as error:
+                    raise ConfigError(
+                        f"stage {stage.name!r}, parameter {param.name!r}: {error}"
+                    ) from None
+    if any("batch_size" in s.param_names for s in plan.stages) and (
+        "batch_size" not in plan.defaults
+    ):
+        raise ConfigError(
+            "A stage searches batch_size, so the LR scales from the default batch size: "
+            "set batch_size in the plan's defaults."
+        )
+
+
+def _probe_values(param: Param) -> tuple[Any, ...]:
+    if isinstance(param, (FloatParam, IntParam)):
+        return (param.low, param.high)
+    return tuple(param.choices)
+
+
+def lr_reference_batch(plan: Plan) -> int | None:
+    """The batch size ``lr`` is tuned at when some stage searches batch size (the
+    linear scaling rule then scales it per trial), else ``None``."""
+    if any("batch_size" in s.param_names for s in plan.stages):
+        return int(plan.defaults["batch_size"])
+    return None
+
+
+def direction_for(stage: Stage, task: Task) -> Literal["minimize", "maximize"]:
+    """The study direction: the range test minimizes its loss; the rest follow the task."""
+    return "minimize" if stage.kind == "lr_range_test" else task.direction
+
+
+def first_trial(stage: Stage) -> bool:
+    """Whether the stage's first trial is queued with the guide's default (not for the
+    range test, whose one trial records the LR it finds)."""
+    return stage.kind != "lr_range_test"
+
+
+@dataclass
+class StageContext:
+    """What the stages run so far left for the next ones.
+
+    Attributes:
+        range_test: The range test's curve and suggestion (``None`` before it ran).
+        last_best: Best trial of the latest search stage (for step 4's diagnosis).
+        attrs: Study attributes for the stage about to run, by stage name.
+    """
+
+    range_test: dict[str, Any] | None = None
+    range_test_window: float = 10.0
+    narrow: bool = True
+    last_best: optuna.trial.FrozenTrial | None = None
+    attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def resolve(self, stage: Stage, carried: Carried, defaults: Mapping[str, Any]) -> Stage:
+        """``stage`` with the ranges that the stages before it decided."""
+        attrs: dict[str, Any] = {}
+        if "lr" in stage.param_names and stage.kind != "lr_range_test":
+            stage = self._narrow_lr(stage, attrs)
+        if stage.kind == "regularization":
+            stage = self._direct(stage, carried, defaults, attrs)
+        self.attrs[stage.name] = attrs
+        return stage
+
+    def _narrow_lr(self, stage: Stage, attrs: dict[str, Any]) -> Stage:
+        if self.range_test is None or not self.narrow:
+            return stage
+        lr = stage.param("lr")
+        if not isinstance(lr, FloatParam) or not lr.log:
+            return stage
+        window = narrow_lr_range(
+            self.range_test["suggestion"], lr.low, lr.high, window=self.range_test_window
+        )
+        source = (
+            f"LR range test: {self.range_test['rule']} LR / {self.range_test['divisor']:g} = "
+            f"{window.raw_suggestion:.3g}, x{self.range_test_window:g} window inside "
+            f"[{lr.low:g}, {lr.high:g}] ({lr.source})"
+        )
+        narrowed = FloatParam("lr", window.low, window.high, log=True, source=source)
+        attrs[LR_WINDOW_ATTR] = {
+            "low": window.low,
+            "high": window.high,
+            "suggestion": window.suggestion,
+            "raw_suggestion": window.raw_suggestion,
+            "clipped": window.clipped,
+            "guide_range": [lr.low, lr.high],
+            "source": source,
+        }
+        return replace(
+            stage, params=tuple(narrowed if p.name == "lr" else p for p in stage.params)
+        )
+
+    def _direct(
+        self,
+        stage: Stage,
+        carried: Carried,
+        defaults: Mapping[str, Any],
+        attrs: dict[str, Any],
+    ) -> Stage:
+        diagnosis = self._fit()
+        record: dict[str, Any] = {"from_trial": None, **diagnosis}
+        if self.last_best is not None:
+            record["from_trial"] = self.last_best.number
+        params: list[Param] = []
+        for param in stage.params:
+            current = carried[param.name][1] if param.name in carried else defaults.get(param.name)
+            cut = directed_param(param, current, diagnosis["direction"])
+            if cut is not None:
+                params.append(cut)
+        if params:
+            stage = replace(stage, params=tuple(params))
+            record["applied"] = True
+        else:
+            record["applied"] = False
+            record["reason"] += "; nothing left on that side of the current values: full ranges"
+        record["ranges"] = {p.name: p.to_dict() for p in stage.params}
+        attrs[FIT_ATTR] = record
+        return stage
+
+    def _fit(self) -> dict[str, Any]:
+        best = self.last_best
+        if best is None:
+            return {"label": "good_fit", "direction": 0, "reason": "no earlier stage to read"}
+        attrs = best.user_attrs
+        train = attrs.get("train_loss_curve") or [attrs.get("train_loss")]
+        val = attrs.get("val_loss_curve") or [attrs.get("val_loss")]
+        if None in train or None in val:
+            return {"label": "good_fit", "direction": 0, "reason": "no loss curves recorded"}
+        return diagnose_fit(train, val).to_dict()
+
+    def finished(self, stage: Stage, study: optuna.Study) -> None:
+        """Take what ``stage`` left for the stages after it."""
+        from optuna.trial import TrialState
+
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not complete:
+            return
+        if stage.kind == "lr_range_test":
+            self.range_test = study.best_trial.user_attrs.get("lr_range_test")
+            assert stage.range_test is not None
+            self.range_test_window = stage.range_test.window
+            self.narrow = stage.range_test.narrow
+        elif stage.kind in ("search", "regularization"):
+            self.last_best = study.best_trial
+
+
+def build_objective(
+    stage: Stage,
+    *,
+    task: Task,
+    carried: Carried,
+    fixed: Mapping[str, Any],
+    plan: Plan,
+    epochs: int,
+    device: torch.device | None,
+    seed: int,
+) -> Any:
+    """The objective of one stage, by its kind."""
+    carried_params = tuple(p for n, (p, _) in carried.items() if n in fixed)
+    if stage.kind == "lr_range_test":
+        assert stage.range_test is not None
+        lr = stage.param("lr")
+        assert isinstance(lr, FloatParam)
+        return RangeTestObjective(
+            task=task,
+            clip=lr,
+            spec=stage.range_test,
+            carried=carried_params,
+            defaults=plan.defaults,
+            device=device,
+            seed=seed,
+        )
+    common: dict[str, Any] = {
+        "task": task,
+        "searched": stage.params,
+        "carried": carried_params,
+        "defaults": plan.defaults,
+        "epochs": epochs,
+        "device": device,
+        "seed": seed,
+        "lr_reference_batch": lr_reference_batch(plan),
+    }
+    if stage.kind == "final":
+        return FinalObjective(
+            **{**common, "epochs": stage.epochs or epochs},
+            early_stopping_patience=stage.early_stopping_patience,
+        )
+    return StageObjective(**common)
+
+
+def write_stage_attrs(study: optuna.Study, attrs: Mapping[str, Any]) -> None:
+    """Write ``attrs`` on the study, skipping those that already hold the value."""
+    current = study.user_attrs
+    for key, value in attrs.items():
+        if current.get(key) != value:
+            study.set_user_attr(key, value)
+
+
+def stage_ended(stage: Stage, study: optuna.Study) -> None:
+    """What a stage writes on its study when it has its budget: the range test's curve
+    and suggestion, the final run's scores, and the count of each LR diagnosis."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    attrs: dict[str, Any] = {
+        LR_DIAGNOSES_ATTR: summarize_lr_diagnoses(
+            [t.user_attrs["lr_diagnosis"] for t in trials if "lr_diagnosis" in t.user_attrs]
+        )
+    }
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if stage.kind == "lr_range_test" and complete:
+        attrs[RANGE_TEST_ATTR] = study.best_trial.user_attrs.get("lr_range_test")
+        attrs.pop(LR_DIAGNOSES_ATTR)
+    if stage.kind == "final" and complete:
+        best = study.best_trial
+        keys = ("best_epoch", "stopped_early", "epochs_run", "test_loss", "test_metric")
+        attrs[FINAL_ATTR] = {
+            "val_metric": best.value,
+            "params": best.params,
+            **{k: best.user_attrs.get(k) for k in keys},
+        }
+    write_stage_attrs(study, attrs)
+
+
+def stage_line(study: optuna.Study, metric: str) -> str:
+    """What a stage of a non-search kind found, in one line for the CLI ("" if nothing)."""
+    attrs = study.user_attrs
+    test = attrs.get(RANGE_TEST_ATTR)
+    if test:
+        return (
+            f"suggested lr={test['suggestion']:.3g} ({test['rule']} LR {_lr_at(test)} / "
+            f"{test['divisor']:g}; {len(test['lrs'])} batches, stopped: {test['stop_reason']})"
+        )
+    final = attrs.get(FINAL_ATTR)
+    if final:
+        early = ", stopped early" if final.get("stopped_early") else ""
+        test_metric = final.get("test_metric")
+        shown = "" if test_metric is None else f"test_{metric}={test_metric:.4g}, "
+        return f"{shown}best epoch {final.get('best_epoch')} of {final.get('epochs_run')}{early}"
+    parts = []
+    window = attrs.get(LR_WINDOW_ATTR)
+    if window:
+        parts.append(f"lr range [{window['low']:.3g}, {window['high']:.3g}] from the range test")
+    fit = attrs.get(FIT_ATTR)
+    if fit:
+        parts.append(f"diagnosis: {fit['label']} ({fit['reason']})")
+    diagnoses = attrs.get(LR_DIAGNOSES_ATTR)
+    if diagnoses:
+        parts.append("LR: " + ", ".join(f"{k} {v}" for k, v in diagnoses.items() if v))
+    return "; ".join(parts)
+
+
+def _lr_at(test: Mapping[str, Any]) -> str:
+    key = "min_loss_lr" if test["rule"] == "min_loss" else "steepest_lr"
+    return f"{test[key]:.3g}"

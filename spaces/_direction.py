@@ -1,0 +1,56 @@
+"""Step 4's direction: cut a regularizer's range to the side the fit diagnosis asks for."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from spaces._guide import REGULARIZERS, REGULARIZERS_SOURCE
+from spaces._params import CategoricalParam, FloatParam, IntParam, Param
+
+
+def directed_param(param: Param, current: object, direction: int) -> Param | None:
+    """``param``'s range on the side of ``current`` that ``direction`` asks for.
+
+    Args:
+        param: A parameter of a regularization stage.
+        current: Its value so far (carried from an earlier stage, or the default).
+        direction: ``+1`` regularize more, ``-1`` less, ``0`` both ways.
+
+    Returns:
+        ``param`` unchanged when it is not a regularizer (``REGULARIZERS``), when
+        ``direction`` is 0, or when ``current`` is not a number; the cut range
+        (``current`` becomes one end) otherwise; ``None`` when nothing is left on that
+        side (e.g. dropout already 0 and the model underfits).
+
+    Example:
+        >>> cut = directed_param(FloatParam("dropout", 0.0, 0.5), 0.3, +1)
+        >>> (cut.low, cut.high)
+        (0.3, 0.5)
+    """
+    sign = REGULARIZERS.get(param.name)
+    if sign is None or direction == 0:
+        return param
+    if isinstance(current, bool) or not isinstance(current, (int, float)):
+        return param
+    upward = sign * direction > 0
+    note = f"{param.source}; {REGULARIZERS_SOURCE.split(' / ')[1]}: " + (
+        "more" if direction > 0 else "less"
+    )
+    if isinstance(param, CategoricalParam):
+        numbers = [
+            c for c in param.choices if isinstance(c, (int, float)) and not isinstance(c, bool)
+        ]
+        if len(numbers) != len(param.choices):
+            return param
+        kept = tuple(c for c in numbers if (c >= current if upward else c <= current))
+        if len(kept) < 2:
+            return None
+        return CategoricalParam(param.name, kept, source=note)
+    assert isinstance(param, (FloatParam, IntParam))
+    value = min(max(current, param.low), param.high)
+    low, high = (value, param.high) if upward else (param.low, value)
+    if low >= high:
+        return None
+    if isinstance(param, IntParam):
+        return replace(param, low=int(low), high=int(high), source=note)
+    return replace(param, low=float(low), high=float(high), source=note)
