@@ -224,11 +224,13 @@ def _defaults(where: str, table: Any, *, known_only: bool) -> dict[str, Any]:
 
 
 def _stage(where: str, entry: Any, templates: Mapping[str, Stage], inherit: bool) -> Stage:
-    _check_keys(where, entry, _STAGE_KEYS)
+    if not isinstance(entry, Mapping):
+        raise PlanFileError(f"{where}: must be a table ([[stages]]), but got {entry!r}.")
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         raise PlanFileError(f"{where}.name: every stage needs a name (a string).")
     where = f"{where} ({name!r})"
+    _check_keys(where, entry, _STAGE_KEYS)
     # A complete file (inherit = false) takes a template only when it names one.
     implicit = name if inherit and name in templates else None
     template_name = entry.get("template", implicit)

@@ -513,7 +513,7 @@ RECIPES: dict[str, Recipe] = {
     "bert-finetune": Recipe(
         "BERT Fine-tuning",
         "lr=2e-5, weight_decay=0.01, warmup=6% of steps\n"
-        "scheduler=Cosine+Warmup, batch=32, epochs=3-5, grad_clip=1.0",
+        "scheduler=Cosine+Warmup, batch=32, epochs=3–5, grad_clip=1.0",
         {
             "optimizer": "adamw",
             "lr": 2e-5,

@@ -151,6 +151,14 @@ def test_early_stopping_returns_the_best_epoch_metric() -> None:
         task=get_task("digits-mlp"),
         searched=(FloatParam("lr", 1e-3, 1e-2, log=True),),
         defaults={"lr": 3e-3, "early_stopping_patience": 2},
+
+
+def test_objective_records_curves_and_both_diagnoses() -> None:
+    study = optuna.create_study(direction="maximize")
+    objective = StageObjective(
+        task=get_task("digits-mlp"),
+        searched=(FloatParam("lr", 1e-6, 1e-5, log=True),),
+        defaults={"batch_size": 64},
         epochs=4,
         device=torch.device("cpu"),
     )
@@ -158,3 +166,51 @@ def test_early_stopping_returns_the_best_epoch_metric() -> None:
     trial = study.trials[0]
     assert trial.value == max(trial.intermediate_values.values())
     assert trial.user_attrs["best_epoch"] in trial.intermediate_values
+
+
+    attrs = study.trials[0].user_attrs
+    assert len(attrs["train_loss_curve"]) == len(attrs["val_loss_curve"]) == 4
+    assert attrs["val_metric_curve"][-1] == attrs["val_metric"]
+    assert attrs["lr_diagnosis"] == "barely_moves"  # 1e-6 is far too low
+    assert attrs["lr_diagnosis_fix"] == "Multiply by 10"
+    assert attrs["fit_diagnosis"] == "underfitting"
+    assert attrs["initial_loss"] > 2.0  # ten classes, untrained: about ln(10)
+
+
+def test_nan_trial_is_diagnosed_as_exploding() -> None:
+    study = optuna.create_study(direction="maximize")
+    objective = StageObjective(
+        task=get_task("digits-mlp"),
+        searched=(FloatParam("lr", 1e11, 1e12, log=True),),
+        epochs=3,
+        device=torch.device("cpu"),
+    )
+    study.optimize(objective, n_trials=1)
+    assert study.trials[0].user_attrs["lr_diagnosis"] == "explodes"
+
+
+def test_lr_scales_linearly_with_the_batch_when_a_reference_batch_is_set() -> None:
+    from spaces import CategoricalParam
+
+    study = optuna.create_study(direction="maximize")
+    objective = StageObjective(
+        task=get_task("digits-mlp"),
+        searched=(CategoricalParam("batch_size", (128,)),),
+        defaults={"lr": 1e-3, "batch_size": 32},
+        epochs=1,
+        device=torch.device("cpu"),
+        lr_reference_batch=32,
+    )
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.params == {"batch_size": 128}
+    assert trial.user_attrs["config"]["lr"] == pytest.approx(4e-3)  # 4x batch -> 4x lr
+
+
+def test_a_batch_past_the_scaling_limit_warns() -> None:
+    from objectives._objective import scale_for_batch
+
+    with pytest.warns(UserWarning, match="past the linear scaling rule's limit"):
+        params = scale_for_batch({"lr": 0.1, "batch_size": 8192}, 256)
+    assert params["lr"] == pytest.approx(3.2)
+    assert scale_for_batch({"lr": 0.1, "batch_size": 8192}, None)["lr"] == 0.1

@@ -16,13 +16,14 @@ def test_run_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["run", *args, "--trials", "2", "--epochs", "2", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "best validation accuracy per stage" in out
-    for stage in ("lr", "weight_decay", "regularization"):
+    for stage in ("lr_range_test", "lr", "weight_decay", "regularization", "final"):
         assert f"  {stage}" in out
     assert "Final hyperparameters:" in out
     assert main(["status", *args]) == 0
     status = capsys.readouterr().out
     assert status.count("2/2 finished") == 3
-    assert status.count("done") == 3
+    assert status.count("1/1 finished") == 2
+    assert status.count("done") == 5
 
 
 @pytest.mark.parametrize(

@@ -3,12 +3,48 @@ from __future__ import annotations
 import pytest
 from optuna.pruners import MedianPruner, NopPruner, SuccessiveHalvingPruner
 
-from spaces import FloatParam, Plan, PrunerSpec, SpaceError, Stage, default_plan
+from spaces import (
+    FloatParam,
+    Plan,
+    PrunerSpec,
+    RangeTestSpec,
+    SpaceError,
+    Stage,
+    core_plan,
+    default_plan,
+)
 from spaces import _guide as guide
 
 
-def test_default_plan_is_lr_then_weight_decay_then_regularization() -> None:
+def test_default_plan_is_the_guides_five_steps() -> None:
     plan = default_plan("mlp")
+    assert [s.name for s in plan.stages] == [
+        "lr_range_test",
+        "lr",
+        "weight_decay",
+        "regularization",
+        "final",
+    ]
+    assert [s.kind for s in plan.stages] == [
+        "lr_range_test",
+        "search",
+        "search",
+        "regularization",
+        "final",
+    ]
+    assert [s.param_names for s in plan.stages] == [
+        ("lr",),
+        ("lr",),
+        ("weight_decay",),
+        ("dropout",),
+        (),
+    ]
+    assert plan.stage("lr_range_test").range_test == RangeTestSpec()
+    assert plan.stage("final").early_stopping_patience == guide.EARLY_STOPPING_PATIENCE[0]
+
+
+def test_core_plan_is_lr_then_weight_decay_then_regularization() -> None:
+    plan = core_plan("mlp")
     assert [s.name for s in plan.stages] == ["lr", "weight_decay", "regularization"]
     assert [s.param_names for s in plan.stages] == [("lr",), ("weight_decay",), ("dropout",)]
 
@@ -36,13 +72,32 @@ def test_every_default_lies_in_the_range_that_searches_it() -> None:
             assert param.contains(plan.defaults[param.name]), param.name
 
 
-def test_with_trials_sets_every_budget() -> None:
-    assert [s.n_trials for s in default_plan("mlp", n_trials=4).stages] == [4, 4, 4]
+def test_with_trials_sets_every_search_budget_but_not_the_single_runs() -> None:
+    assert [s.n_trials for s in default_plan("mlp", n_trials=4).stages] == [1, 4, 4, 4, 1]
 
 
 def test_unknown_profile_lists_the_known_ones() -> None:
-    with pytest.raises(SpaceError, match=r"Unknown profile 'cnnn'; available: \['mlp'"):
+    with pytest.raises(SpaceError, match=r"Unknown profile 'cnnn'; available: \[.*'mlp'"):
         default_plan("cnnn")
+
+
+def test_stage_kinds_are_validated() -> None:
+    lr = FloatParam("lr", 1e-4, 1e-2, log=True)
+    with pytest.raises(SpaceError, match="unknown kind 'warmup'; allowed"):
+        Stage("x", (lr,), n_trials=2, kind="warmup")  # type: ignore[arg-type]
+    with pytest.raises(SpaceError, match="runs one trial, so n_trials must be 1"):
+        Stage("lr_range_test", (lr,), n_trials=2, kind="lr_range_test")
+    with pytest.raises(SpaceError, match="exactly one parameter, 'lr'"):
+        Stage("t", (FloatParam("dropout", 0.0, 0.5),), n_trials=1, kind="lr_range_test")
+    with pytest.raises(SpaceError, match="a final stage searches nothing"):
+        Stage("final", (lr,), n_trials=1, kind="final")
+    with pytest.raises(SpaceError, match="epochs applies to kind 'final' only"):
+        Stage("lr", (lr,), n_trials=2, epochs=5)
+    with pytest.raises(SpaceError, match="range_test applies to kind 'lr_range_test' only"):
+        Stage("lr", (lr,), n_trials=2, range_test=RangeTestSpec())
+    with pytest.raises(SpaceError, match="early_stopping_patience must be an integer >= 1"):
+        Stage("final", (), n_trials=1, kind="final", early_stopping_patience=0)
+    assert Stage("t", (lr,), n_trials=1, kind="lr_range_test").range_test == RangeTestSpec()
 
 
 def test_stage_validation() -> None:
