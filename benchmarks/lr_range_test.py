@@ -13,7 +13,11 @@ For each task this script
 3. trains at every rule's suggestion (one run per seed) and reports, per rule,
    the spread of the suggestion across seeds, its ratio to the best LR, the
    validation metric it reaches, and how often a +-3x / +-10x window around it
-   (clipped to the guide range, as the LR stage does) contains the best LR.
+   (clipped to the guide range, as the LR stage does) contains the best LR;
+4. runs the LR stage itself (TPE, 10 trials, median pruning) with several seeds,
+   once over the guide range starting at the guide default and once over the
+   range test's window starting at its suggestion (stage 0 -> 1 of the default
+   plan), and reports the best validation metric each reaches.
 
 Not part of the test suite. Timings and metrics come from a shared 2-core
 machine; re-run on a quiet one for final numbers::
@@ -42,7 +46,7 @@ import torch
 from objectives import TASKS, Splits, Task, TrainConfig, get_task, train
 from objectives._range_test import RangeTestResult, run_range_test
 from objectives._tasks import load_splits
-from spaces import RangeTestSpec, narrow_lr_range
+from spaces import Plan, RangeTestSpec, narrow_lr_range
 from spaces._guide import LEARNING_RATE
 
 CPU = torch.device("cpu")
@@ -204,6 +208,38 @@ def bench_task(task: Task, seeds: int, grid_seeds: int) -> dict[str, Any]:
     }
 
 
+def lr_stage(task: Task, seeds: int, trials: int) -> dict[str, list[float]]:
+    """Best validation metric of the LR stage, with and without the range test before it."""
+    import tempfile
+
+    from search import StagedSearch
+    from spaces import default_plan
+
+    plan = default_plan("mlp", n_trials=trials)
+    defaults = {**plan.defaults, "dropout": config_for(task).dropout}
+    variants = {
+        "guide range": Plan((plan.stage("lr"),), defaults, profile="mlp"),
+        "range test + window": Plan(
+            (plan.stage("lr_range_test"), plan.stage("lr")), defaults, profile="mlp"
+        ),
+    }
+    found: dict[str, list[float]] = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(seeds):
+            for name, variant in variants.items():
+                search = StagedSearch(
+                    variant,
+                    task,
+                    storage=f"sqlite:///{tmp}/s{seed}.db",
+                    name=f"{name.replace(' ', '_').replace('+', 'and')}",
+                    seed=1000 * seed,
+                    progress=None,
+                    device="cpu",
+                )
+                found[name].append(search.run().stages[-1].best_value or 0.0)
+    return found
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = []
     for res in results:
@@ -230,6 +266,16 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 f"{cov['x3']}/{n} | {cov['x10']}/{n} ({cov['x10 unclipped']}/{n}) | "
                 f"{cov['x10 has a good LR']}/{n} |"
             )
+        stage = res.get("lr_stage")
+        if stage:
+            lines.append(
+                "\nLR stage (TPE, {} trials) best val per seed: ".format(res["lr_stage_trials"])
+                + "; ".join(
+                    f"{name}: mean {statistics.mean(values):.4f} "
+                    f"[{', '.join(f'{v:.4f}' for v in values)}]"
+                    for name, values in stage.items()
+                )
+            )
         lines.append(
             "\nstop reasons: "
             + "; ".join(
@@ -245,6 +291,8 @@ def main() -> None:
     parser.add_argument("--tasks", default="digits-mlp,mnist1d-cnn")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--grid-seeds", type=int, default=3)
+    parser.add_argument("--search-seeds", type=int, default=5)
+    parser.add_argument("--search-trials", type=int, default=10)
     parser.add_argument("--out", default="benchmarks/results/lr_range_test.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -252,7 +300,11 @@ def main() -> None:
     for name in args.tasks.split(","):
         task = mnist1d_cnn_task() if name == "mnist1d-cnn" else get_task(name)
         started = time.perf_counter()
-        results.append(bench_task(task, args.seeds, args.grid_seeds))
+        result = bench_task(task, args.seeds, args.grid_seeds)
+        if args.search_seeds:
+            result["lr_stage"] = lr_stage(task, args.search_seeds, args.search_trials)
+            result["lr_stage_trials"] = args.search_trials
+        results.append(result)
         print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -212,7 +212,7 @@ def record_curves(
     trial.set_user_attr("train_loss_curve", train_curve)
     trial.set_user_attr("val_loss_curve", [s.val_loss for s in history])
     trial.set_user_attr("val_metric_curve", [s.val_metric for s in history])
-    fit = diagnose_fit(train_curve, [s.val_loss for s in history])
+    fit = diagnose_fit(train_curve, [s.val_loss for s in history], initial_loss=initial)
     trial.set_user_attr("fit_diagnosis", fit.label)
 
 

@@ -186,7 +186,7 @@ class StageContext:
         val = attrs.get("val_loss_curve") or [attrs.get("val_loss")]
         if None in train or None in val:
             return {"label": "good_fit", "direction": 0, "reason": "no loss curves recorded"}
-        return diagnose_fit(train, val).to_dict()
+        return diagnose_fit(train, val, initial_loss=attrs.get("initial_loss")).to_dict()
 
     def finished(self, stage: Stage, study: optuna.Study) -> None:
         """Take what ``stage`` left for the stages after it."""
