@@ -46,6 +46,8 @@ PLATEAU_LATE_SHARE = 0.05
 #: before (by more than ``RISE``), while the second half still trends down.
 OSCILLATION_SHARE = 0.25
 RISE = 0.02
+#: The "fix" of a healthy curve (the guide's table lists only symptoms).
+HEALTHY_FIX = "Keep the LR"
 #: Curves shorter than this many epochs are judged only for exploding or not moving.
 MIN_EPOCHS_FOR_SHAPE = 4
 
@@ -68,7 +70,8 @@ class LrDiagnosis:
     Attributes:
         label: ``"explodes"``, ``"barely_moves"``, ``"plateaus_early"``,
             ``"oscillates"`` or ``"healthy"``.
-        symptom, diagnosis, fix: The guide's words (empty for ``healthy``).
+        symptom, diagnosis, fix: The guide's words (for ``healthy``, not a row of the
+            guide's table: "Keep the LR").
         reason: The numbers that decided it.
     """
 
@@ -108,8 +111,8 @@ class FitDiagnosis:
 
 def _lr(label: LrLabel, reason: str) -> LrDiagnosis:
     row = LR_SYMPTOMS.get(label)
-    if row is None:
-        return LrDiagnosis(label, "", "", "", reason)
+    if row is None:  # healthy: not a row of the guide's table
+        return LrDiagnosis(label, "Loss decreases steadily", "LR fits", HEALTHY_FIX, reason)
     return LrDiagnosis(label, row.symptom, row.diagnosis, row.fix, reason)
 
 

@@ -240,6 +240,7 @@ class RangeTestObjective:
         for param in self.carried:
             params[param.name] = suggest(trial, param)
         config = TrainConfig.from_params(params)
+        trial.set_user_attr("config", dict(sorted(params.items())))
         result = run_range_test(
             self.task,
             load_splits(self.task),

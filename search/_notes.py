@@ -105,7 +105,9 @@ def _update(study: optuna.Study, plan: Plan, index: int, *, metric: str) -> None
         lin.index: optuna.load_study(study_name=name, storage=storage) for name, lin in stages
     }
     facts = {lin.stage: read_facts(studies[lin.index]) for _, lin in stages}
-    previous = facts.get(plan.stages[index - 1].name) if index > 0 else None
+    # The stage before, among those scored by the metric (an LR range test scores a loss).
+    earlier = [facts.get(s.name) for s in plan.stages[:index]]
+    previous = next((f for f in reversed(earlier) if f is not None and f.range_test is None), None)
     _save(study, _body(plan, index, facts, previous, metric, studies))
     if index != 0 and 0 in studies:
         _save(studies[0], _body(plan, 0, facts, None, metric, studies))
@@ -332,6 +334,9 @@ def _result_lines(facts: StageFacts, previous: StageFacts | None, metric: str) -
         line = f"Best {metric}: **{_fmt(facts.best_value)}** (trial {facts.best_number}"
         line += f", {params})" if params else ")"
         prev = None if previous is None else previous.best_value
+        if facts.range_test is not None:  # its value is the sweep's loss, not the metric
+            lines.pop()
+            line, prev = f"Minimum of the smoothed training loss: {_fmt(facts.best_value)}", None
         if prev is not None:
             line += (
                 f"; {_signed(facts.best_value - prev)} against the previous stage "
@@ -399,13 +404,17 @@ def search_note(
         all_done = all_done and fact.lineage.done
         status += f" ({count.get('COMPLETE', 0)} complete, {count.get('PRUNED', 0)} pruned)"
         change = ""
-        if fact.best_value is not None and previous is not None:
+        best = _fmt(fact.best_value) if fact.best_value is not None else ""
+        if fact.range_test is not None:  # scored by a loss: show the LR it suggests
+            suggestion = fact.range_test.get("suggestion")
+            best = f"lr {_fmt(suggestion)} suggested" if suggestion is not None else ""
+        elif fact.best_value is not None and previous is not None:
             change = _signed(fact.best_value - previous)
         lines.append(
             f"| {number} | `{stage.name}` | {searches} | {fact.lineage.budget} | {status} | "
-            f"{_fmt(fact.best_value) if fact.best_value is not None else ''} | {change} |"
+            f"{best} | {change} |"
         )
-        if fact.best_value is not None:
+        if fact.best_value is not None and fact.range_test is None:
             previous = fact.best_value
         final.update(fact.best_params)
     lines.append("")

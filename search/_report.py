@@ -260,12 +260,16 @@ def _range_test_png(curve: RangeTestCurve) -> matplotlib.figure.Figure:
 
 
 def _best_per_stage_plot(stages: Sequence[_Stage]) -> _Plot | None:
-    points = best_per_stage(stages[0].study, [s.lineage for s in stages])
+    # Stages scored by the metric: an LR range test's value is the sweep's loss.
+    scored = [s for s in stages if find_range_test(s.study.user_attrs) is None]
+    if not scored:
+        return None
+    points = best_per_stage(scored[0].study, [s.lineage for s in scored])
     if not points:
         return None
     labels = [label for label, _ in points]
     values = [value for _, value in points]
-    metric = _metric_name(stages[0].study)
+    metric = _metric_name(scored[0].study)
 
     def plotly() -> go.Figure:
         import plotly.graph_objects as go

@@ -302,6 +302,7 @@ class StagedSearch:
             budget=stage.n_trials,
             plan=self.fingerprint(),
         )
+        metric = _stages.metric_name(stage, self._metric)
         # notes show the ranges this stage searches (narrowed by the stages before it)
         plan = replace(
             self.plan,
@@ -312,7 +313,7 @@ class StagedSearch:
             _stages.write_stage_attrs(study, stage_attrs or {})
             if index == 0:
                 self._write_search_attrs(study)
-            notes.stage_started(study, plan, index, metric=self._metric)
+            notes.stage_started(study, plan, index, metric=metric)
 
         # Workers share the stage through storage (search._barrier): the lineage and
         # the first trial are written once; a stage another worker closed is skipped.
@@ -352,7 +353,7 @@ class StagedSearch:
 
         def finished() -> None:
             _stages.stage_ended(stage, study)  # before the note, which reads what it writes
-            notes.stage_finished(study, plan, index, metric=self._metric)
+            notes.stage_finished(study, plan, index, metric=metric)
 
         # Every worker carries forward what storage holds, not what it computed.
         return summarize(study, _barrier.close_stage(study, done, on_close=finished))

@@ -90,6 +90,15 @@ def direction_for(stage: Stage, task: Task) -> Literal["minimize", "maximize"]:
     return "minimize" if stage.kind == "lr_range_test" else task.direction
 
 
+#: What the range test's study scores: the minimum of the smoothed training loss.
+RANGE_TEST_METRIC = "range_test_min_loss"
+
+
+def metric_name(stage: Stage, metric: str) -> str:
+    """The objective's name on the stage's study (the dashboard's axis label)."""
+    return RANGE_TEST_METRIC if stage.kind == "lr_range_test" else metric
+
+
 def first_trial(stage: Stage) -> bool:
     """Whether the stage's first trial is queued with the guide's default (not for the
     range test, whose one trial records the LR it finds)."""

@@ -34,7 +34,7 @@ HEALTHY = [2.3 * math.exp(-0.25 * i) for i in range(20)]  # steady fall on a log
             "oscillates",
             "Mild reduction or add schedule",
         ),
-        (HEALTHY, None, False, "healthy", ""),
+        (HEALTHY, None, False, "healthy", "Keep the LR"),
     ],
 )
 def test_each_lr_class_and_the_guides_fix(

@@ -32,14 +32,15 @@ class SmallSearch:
 
 @pytest.fixture(scope="session")
 def small_search(tmp_path_factory: pytest.TempPathFactory) -> SmallSearch:
-    """The MLP plan, 4 trials of 4 epochs per stage, on digits (a few seconds)."""
+    """The MLP plan's three search stages, 4 trials of 4 epochs per stage, on digits (a few
+    seconds); tests/search_tests/test_stages.py browses the whole five-step plan."""
     import torch
 
     from search import StagedSearch
-    from spaces import default_plan
+    from spaces import core_plan
 
     url = f"sqlite:///{tmp_path_factory.mktemp('browse') / 'search.db'}"
-    plan = default_plan("mlp", n_trials=4)
+    plan = core_plan("mlp", n_trials=4)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -17,7 +17,7 @@ from search._notes import (
     search_note,
     stage_note,
 )
-from spaces import Plan, Stage, default_plan
+from spaces import Plan, Stage, core_plan
 from storage import StageLineage, write_lineage
 from tests.search_tests.conftest import SmallSearch
 
@@ -44,7 +44,7 @@ def test_each_stage_note_is_written_when_it_starts_and_updated_when_it_ends(
         def close(self) -> None:
             pass
 
-    plan = default_plan("mlp", n_trials=2)
+    plan = core_plan("mlp", n_trials=2)
     result = StagedSearch(
         plan, "digits-mlp", storage=url, name="n", epochs=2, progress=NoteAtStart
     ).run()
@@ -69,7 +69,7 @@ def test_each_stage_note_is_written_when_it_starts_and_updated_when_it_ends(
                 in note
             )
     assert "**Why:** Learning rate first" in note_of(url, "n/lr")
-    assert "| `lr` | 0.0001 – 0.01, log | 0.001 | Learning Rate / Starting points" in note_of(
+    assert "| `lr` | 0.0001 – 0.03, log | 0.001 | Learning Rate / Starting points" in note_of(
         url, "n/lr"
     )
 
@@ -155,7 +155,7 @@ def test_facts_count_states_pruning_epochs_and_diagnoses() -> None:
 
 
 def test_a_stage_not_started_shows_in_the_search_note() -> None:
-    plan = default_plan("mlp", n_trials=2)
+    plan = core_plan("mlp", n_trials=2)
     note = search_note(plan, {}, search="s", task="t", epochs=3, metric="m")
     assert note.count("| not started |") == 3
 

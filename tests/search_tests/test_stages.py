@@ -299,3 +299,41 @@ def test_profiles_are_listed_and_each_prints_as_a_plan_file(
     assert load_plan(path) == default_plan("bert-finetune")
     assert plan_to_toml(default_plan("bert-finetune")) in text
     assert main(["profiles", "nope"]) == 2
+
+
+def test_notes_and_metric_names_tell_the_range_test_apart(five_step_run: tuple[str, str]) -> None:
+    from optuna_dashboard import get_note
+
+    url, _ = five_step_run
+    found = studies(url, "f")
+    assert found["lr_range_test"].metric_names == ["range_test_min_loss"]
+    assert all(
+        s.metric_names == ["val_accuracy"] for n, s in found.items() if n != "lr_range_test"
+    )
+    suggestion = found["lr_range_test"].user_attrs[RANGE_TEST_ATTR]["suggestion"]
+    search_note, range_note = get_note(found["lr_range_test"]).split("\n\n---\n\n")
+    assert (
+        "**LR range test:**" in range_note
+        and "Minimum of the smoothed training loss" in range_note
+    )
+    assert "Best val_accuracy" not in range_note
+    assert f"lr {suggestion:.4g} suggested" in search_note
+    # the LR stage is compared with no earlier stage (the range test scores a loss) ...
+    assert "against the previous stage" not in get_note(found["lr"])
+    # ... and its note shows the window it searched and where it came from
+    assert "LR range test: min_loss LR / 10" in get_note(found["lr"])
+    assert "against the previous stage `lr`" in get_note(found["weight_decay"])
+
+
+def test_the_report_plots_the_range_test_and_leaves_its_loss_out_of_the_metric(
+    five_step_run: tuple[str, str], tmp_path: Path
+) -> None:
+    from search._report import write_report
+
+    url, _ = five_step_run
+    files = write_report(open_storage(url), "f", out_dir=tmp_path)
+    names = {p.name for p in files.images}
+    assert "lr_range_test-lr-range-test.png" in names
+    assert "best-per-stage.png" in names
+    html = files.html.read_text()
+    assert "LR range test" in html and "range_test_min_loss" in html
