@@ -296,6 +296,9 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/lr_range_test.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     results = []
     for name in args.tasks.split(","):
         task = mnist1d_cnn_task() if name == "mnist1d-cnn" else get_task(name)
