@@ -107,7 +107,7 @@ def test_an_old_run_without_heartbeat_is_swept_by_age_on_resume(
     # What a run without heartbeat leaves behind: a RUNNING trial nobody records.
     storage = open_storage(sqlite_url, heartbeat_interval=None)
     study = optuna.create_study(storage=storage, study_name="s/lr", direction="maximize")
-    lr = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+    lr = tiny_plan.stage("lr").param("lr").distribution()  # the range the plan searches
     study.add_trial(
         optuna.trial.create_trial(
             state=TrialState.RUNNING,
