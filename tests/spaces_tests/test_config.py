@@ -218,4 +218,8 @@ def test_training_params_are_the_train_configs_fields() -> None:
 
     from objectives import TrainConfig
 
-    assert set(TRAINING_PARAMS) == {f.name for f in fields(TrainConfig)} - {"model"}
+    trainer = {f.name for f in fields(TrainConfig)} - {"model"}
+    assert set(TRAINING_PARAMS) == trainer, (
+        "plan files accept TrainConfig's fields under [defaults]: keep "
+        "spaces._config.TRAINING_PARAMS equal to them"
+    )
