@@ -5,6 +5,7 @@ from objectives._config import ConfigError, TrainConfig
 from objectives._diagnosis import FitDiagnosis, LrDiagnosis, diagnose_fit, diagnose_lr
 from objectives._final import FinalObjective
 from objectives._objective import StageObjective
+from objectives._range_test import RangeTestObjective, RangeTestResult, run_range_test
 from objectives._tasks import Splits, Task, TaskError, load_splits
 from objectives._train import (
     NonFiniteLossError,
@@ -13,7 +14,6 @@ from objectives._train import (
     evaluate,
     train,
 )
-from objectives._range_test import RangeTestObjective, RangeTestResult, run_range_test
 
 __all__ = [
     "TASKS",

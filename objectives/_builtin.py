@@ -85,7 +85,7 @@ MNIST1D_CNN = Task(
     name="mnist1d-cnn",
     load=load_mnist1d,
     build_model=build_cnn,
-    profile="cnn",
+    profile="cnn-scratch",
     epochs=15,
     description="1-D CNN on mnist1d (3,200 train / 800 val / 1,000 test)",
 )
@@ -93,7 +93,7 @@ MNIST1D_TRANSFORMER = Task(
     name="mnist1d-transformer",
     load=load_mnist1d,
     build_model=build_transformer,
-    profile="transformer",
+    profile="transformer-scratch",
     epochs=20,
     description="transformer encoder over mnist1d's 40 steps (3,200 / 800 / 1,000)",
 )

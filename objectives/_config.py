@@ -65,6 +65,9 @@ class TrainConfig:
         gamma: MultiStepLR's decay factor at each milestone.
         plateau_patience: ReduceLROnPlateau's patience in epochs (the guide: 5-10).
         plateau_factor: ReduceLROnPlateau's decay factor.
+        max_micro_batch: The largest micro-batch that fits in memory: a larger
+            ``batch_size`` gets the accumulation steps that keep it the effective
+            batch (``spaces.micro_batching``); ``None``: no limit.
         model: Other parameters, passed to the model builder.
 
     Example:
@@ -94,6 +97,7 @@ class TrainConfig:
     gamma: float = 0.1
     plateau_patience: int = 5
     plateau_factor: float = 0.1
+    max_micro_batch: int | None = None
     model: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -116,6 +120,7 @@ class TrainConfig:
         if self.grad_clip is not None:
             _positive("grad_clip", self.grad_clip)
         _integer("accumulation_steps", self.accumulation_steps, minimum=1)
+        self._fit_micro_batch()
         if self.accumulation_steps > self.batch_size:
             raise ConfigError(
                 f"accumulation_steps must be at most batch_size ({self.batch_size}), "
@@ -138,6 +143,16 @@ class TrainConfig:
         _in_range("gamma", self.gamma, 0.0, 1.0)
         _integer("plateau_patience", self.plateau_patience, minimum=0)
         _in_range("plateau_factor", self.plateau_factor, 0.0, 1.0)
+
+    def _fit_micro_batch(self) -> None:
+        if self.max_micro_batch is None:
+            return
+        _integer("max_micro_batch", self.max_micro_batch, minimum=1)
+        from spaces import micro_batching
+
+        _, steps = micro_batching(self.batch_size, self.max_micro_batch)
+        if steps > self.accumulation_steps:
+            object.__setattr__(self, "accumulation_steps", steps)
 
     def _check_milestones(self) -> None:
         milestones = self.milestones

@@ -245,7 +245,7 @@ def initial_loss(
     torch.manual_seed(seed)  # train() seeds the same way before it builds its model
     try:
         model = task.build_model(config.model_params).to(device)
-        loss, _ = evaluate(model, task, tuple(t.to(device) for t in splits.val))  # type: ignore[arg-type]
+        loss, _ = evaluate(model, task, splits.val, device=device)
     except (RuntimeError, TypeError, ValueError, AttributeError):
         return None
     return loss if math.isfinite(loss) else None

@@ -31,7 +31,8 @@ class FinalObjective(StageObjective):
             run stops (the guide: "early stopping with patience=10-20"); ``None``: never.
 
     The trial's value is the best epoch's validation metric; its user attributes add
-    ``best_epoch``, ``stopped_early``, ``test_loss`` and ``test_metric``.
+    ``best_epoch``, ``stopped_early``, and ``test_loss`` and ``test_metric`` when the
+    task has a test split.
     """
 
     early_stopping_patience: int | None = None
@@ -104,8 +105,8 @@ class FinalObjective(StageObjective):
         model = models[-1]
         with torch.no_grad():
             model.load_state_dict(best["state"])
-        test = tuple(t.to(device) for t in splits.test)
-        test_loss, test_metric = evaluate(model, self.task, test)  # type: ignore[arg-type]
-        trial.set_user_attr("test_loss", test_loss)
-        trial.set_user_attr("test_metric", test_metric)
+        if splits.test is not None:
+            test_loss, test_metric = evaluate(model, self.task, splits.test, device=device)
+            trial.set_user_attr("test_loss", test_loss)
+            trial.set_user_attr("test_metric", test_metric)
         return float(best["value"])

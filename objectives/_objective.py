@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field

@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     from objectives._config import TrainConfig
 
 #: The most of a run that warmup may take when it is given in steps: the guide's
-#: step counts (2,000 - 10,000) are for runs of 100k+ steps, and a warmup that
-#: never ends would leave no decay at all.
-MAX_WARMUP_SHARE = 0.5
+#: step counts (2,000 - 10,000) are for runs of 100k+ steps; on a shorter run they
+#: are cut to 10% of it, the upper end of the guide's "Cosine + Warmup:
+#: num_warmup_steps=6-10%".
+MAX_WARMUP_SHARE = 0.1
 
 Scheduler = Any  # torch.optim.lr_scheduler.LRScheduler | ReduceLROnPlateau
 

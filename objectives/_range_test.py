@@ -12,7 +12,7 @@ the sweep's end.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -140,8 +140,9 @@ def run_range_test(
     """Sweep the LR over the training data of ``task`` with ``config``'s optimizer.
 
     A fresh model trains one optimizer step per LR of the sweep, on consecutive
-    batches of ``config.batch_size`` (reshuffled after each pass), with the
-    config's gradient clipping; no LR schedule.
+    batches of ``config.batch_size`` (reshuffled after each pass; tensors or a
+    Dataset, micro-batches with accumulation and mixed precision as in training),
+    with the config's gradient clipping and no LR schedule.
 
     Args:
         task: What to train.
@@ -156,33 +157,33 @@ def run_range_test(
     """
     import torch
 
+    from objectives._optim import build_optimizer
+    from objectives._train import Precision, _accumulate, _Batches
+
     torch.manual_seed(seed)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    batches = _Batches(task, splits.train, config.batch_size, device, seed)
     model = task.build_model(config.model_params).to(device)
     model.train()
-    from objectives._optim import build_optimizer
-
     optimizer = build_optimizer(model, replace(config, lr=spec.start_lr))
-    x_train, y_train = (t.to(device) for t in splits.train)
-    n_train = x_train.shape[0]
-    batches: list[torch.Tensor] = []
+    precision = Precision(config.amp, device)
+    micro = config.micro_batch_size
+    stream = _endless(batches)
     lrs: list[float] = []
     raw: list[float] = []
     losses: list[float] = []
     reason: StopReason = "end"
     for lr in spec.lrs():
-        if not batches:
-            order = torch.randperm(n_train, device=device, generator=generator)
-            batches = list(order.split(config.batch_size))[::-1]
-        index = batches.pop()
+        x, y = next(stream)
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        loss = task.loss(model(x_train[index]), y_train[index])
-        loss.backward()
-        if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+        if micro >= len(y):
+            with precision.autocast():
+                loss = task.loss(model(x), y)
+            precision.backward(loss)
+        else:
+            loss = _accumulate(task, model, precision, x, y, micro)
+        precision.step(optimizer, model, config.grad_clip)
         value = float(loss.item())
         lrs.append(lr)
         raw.append(value)
@@ -195,6 +196,12 @@ def run_range_test(
         # Keep the curve finite for plots and JSON; the stop reason says why it ended.
         lrs, raw, losses = lrs[:-1] or lrs, raw[:-1] or [math.inf], losses[:-1] or [math.inf]
     return RangeTestResult(lrs=lrs, losses=losses, raw_losses=raw, stop_reason=reason)
+
+
+def _endless(batches: Iterable[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+    """Batches of pass after pass (each pass in a fresh order)."""
+    while True:
+        yield from batches
 
 
 def _next(previous: float, value: float, smooth_f: float) -> float:

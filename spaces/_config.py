@@ -76,6 +76,11 @@ TRAINING_PARAMS: tuple[str, ...] = (
     "gamma",
     "plateau_patience",
     "plateau_factor",
+    "max_micro_batch",
+    "accumulation_steps",
+    "early_stopping_patience",
+    "amp",
+    "compile",
 )
 
 #: Written for ``None`` (TOML has no null).

@@ -320,6 +320,35 @@ def _transformer_finetune() -> Profile:
     )
 
 
+def _transformer_scratch() -> Profile:
+    step1 = STEP_ONE["transformer"]
+    lr = LEARNING_RATE["adamw_scratch"]
+    return Profile(
+        "transformer-scratch",
+        "Small transformer trained from scratch: AdamW, cosine + 6% warmup, clip 1.0",
+        {
+            "optimizer": step1.optimizer,
+            "lr": step1.lr,
+            "weight_decay": step1.weight_decay,
+            "batch_size": 64,
+            "scheduler": step1.scheduler,
+            "warmup_fraction": 0.06,
+            "grad_clip": step1.grad_clip,
+            "dropout": DROPOUT["transformer"].low,
+        },
+        _templates(
+            lr=lr, wd=None, regularizers=(_dropout("transformer"),), batch_sizes=_BATCHES_16GB
+        ),
+        notes=(
+            "Step 1's transformer defaults: AdamW, lr 1e-3, weight decay 1e-4, Cosine+Warmup, "
+            "grad_clip 1.0 ('non-negotiable for transformers').",
+            "Warmup 6% of the steps ('Cosine + Warmup: num_warmup_steps=6-10%'): the 'Small "
+            "model / short training' row's 500-1,000 steps would be most of a short run.",
+            "lr: the AdamW-from-scratch search range; dropout: 'Transformer' 0.1, in 0-0.2.",
+        ),
+    )
+
+
 def _transformer_pretrain() -> Profile:
     lr = PRETRAIN_LEARNING_RATE
     warmup = WARMUP["gpt_pretrain"]
@@ -405,6 +434,7 @@ def _all_profiles() -> dict[str, Profile]:
     base = [
         _mlp(),
         _cnn_scratch(),
+        _transformer_scratch(),
         _transformer_finetune(),
         _transformer_pretrain(),
         _vit_scratch(),

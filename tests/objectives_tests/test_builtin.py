@@ -11,8 +11,8 @@ CPU = torch.device("cpu")
 def test_builtin_tasks_and_their_profiles() -> None:
     assert {name: task.profile for name, task in TASKS.items()} == {
         "digits-mlp": "mlp",
-        "mnist1d-cnn": "cnn",
-        "mnist1d-transformer": "transformer",
+        "mnist1d-cnn": "cnn-scratch",
+        "mnist1d-transformer": "transformer-scratch",
         "mnist1d-mlp": "mlp",
     }
     assert all(task.description for task in TASKS.values())

@@ -151,6 +151,13 @@ def test_early_stopping_returns_the_best_epoch_metric() -> None:
         task=get_task("digits-mlp"),
         searched=(FloatParam("lr", 1e-3, 1e-2, log=True),),
         defaults={"lr": 3e-3, "early_stopping_patience": 2},
+        epochs=4,
+        device=torch.device("cpu"),
+    )
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.value == max(trial.intermediate_values.values())
+    assert trial.user_attrs["best_epoch"] in trial.intermediate_values
 
 
 def test_objective_records_curves_and_both_diagnoses() -> None:
@@ -163,11 +170,6 @@ def test_objective_records_curves_and_both_diagnoses() -> None:
         device=torch.device("cpu"),
     )
     study.optimize(objective, n_trials=1)
-    trial = study.trials[0]
-    assert trial.value == max(trial.intermediate_values.values())
-    assert trial.user_attrs["best_epoch"] in trial.intermediate_values
-
-
     attrs = study.trials[0].user_attrs
     assert len(attrs["train_loss_curve"]) == len(attrs["val_loss_curve"]) == 4
     assert attrs["val_metric_curve"][-1] == attrs["val_metric"]

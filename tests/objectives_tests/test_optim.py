@@ -49,9 +49,9 @@ def test_cosine_with_warmup_rises_linearly_then_decays_to_zero() -> None:
     assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_warmup_in_steps_replaces_the_fraction_and_takes_at_most_half_the_run() -> None:
-    lrs = trajectory(TrainConfig(lr=1.0, scheduler="cosine_warmup", warmup_steps=10), 100)
-    assert lrs[9] == pytest.approx(1.0) and lrs[4] == pytest.approx(0.5)
+def test_warmup_in_steps_replaces_the_fraction_and_takes_at_most_10_percent() -> None:
+    lrs = trajectory(TrainConfig(lr=1.0, scheduler="cosine_warmup", warmup_steps=8), 200)
+    assert lrs[7] == pytest.approx(1.0) and lrs[3] == pytest.approx(0.5)
     long = trajectory(TrainConfig(lr=1.0, scheduler="cosine_warmup", warmup_steps=10_000), 100)
     peak = long.index(max(long))
     assert peak == int(MAX_WARMUP_SHARE * 100) - 1
@@ -145,4 +145,17 @@ def test_new_settings_are_validated_by_name() -> None:
     with pytest.raises(ConfigError, match="beta2 must be in"):
         TrainConfig(beta2=1.5)
     assert TrainConfig(milestones=[0.5, 1.0]).milestones == (0.5, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="max_micro_batch must be an integer >= 1"):
+        TrainConfig(max_micro_batch=0)
+
+
+def test_a_batch_larger_than_max_micro_batch_accumulates() -> None:
+    config = TrainConfig(batch_size=256, max_micro_batch=64)
+    assert (config.accumulation_steps, config.micro_batch_size) == (4, 64)
+    assert TrainConfig(batch_size=32, max_micro_batch=64).accumulation_steps == 1
+    # an explicit, larger accumulation stays
+    assert (
+        TrainConfig(batch_size=256, max_micro_batch=64, accumulation_steps=8).accumulation_steps
+        == 8
+    )
     assert math.isclose(TrainConfig().milestones[0], 1 / 3)

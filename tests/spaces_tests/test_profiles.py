@@ -7,7 +7,14 @@ import pytest
 from spaces import PROFILES, FloatParam, core_plan, default_plan, get_profile
 from spaces import _guide as guide
 
-FAMILIES = ("mlp", "cnn-scratch", "transformer-finetune", "transformer-pretrain", "vit-scratch")
+FAMILIES = (
+    "mlp",
+    "cnn-scratch",
+    "transformer-scratch",
+    "transformer-finetune",
+    "transformer-pretrain",
+    "vit-scratch",
+)
 RECIPE_PROFILES = ("resnet50-imagenet", "bert-finetune", "vit-imagenet", "gpt-pretrain")
 
 
