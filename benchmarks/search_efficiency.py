@@ -360,12 +360,14 @@ def run_job(job: Job, *, threads: int = 1) -> dict[str, Any]:
 
     from objectives import get_task
     from search._search import task_plan
+    from spaces import core_plan
 
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     base = get_task(job.task)
-    plan = task_plan(base)
+    # the three search stages: the range test and the final run are not search budget
+    plan = core_plan(task_plan(base).profile)
     scores = TestScores(base)
     start = time.perf_counter()
     if job.method.startswith("staged"):

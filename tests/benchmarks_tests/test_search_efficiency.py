@@ -16,8 +16,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from objectives import get_task
-from search._search import task_plan
+from spaces import core_plan
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "search_efficiency.py"
 
@@ -52,7 +51,7 @@ def test_a_pruned_trial_counts_its_partial_epochs(bench: ModuleType) -> None:
 
 
 def test_stage_budgets_scale_to_the_trial_equivalents(bench: ModuleType) -> None:
-    plan = task_plan(get_task("digits-mlp"))
+    plan = core_plan("mlp")
     for trials in (len(plan.stages), 7, 20, 45):
         scaled = bench.scaled_plan(plan, trials, prune=False)
         assert sum(s.n_trials for s in scaled.stages) == trials
