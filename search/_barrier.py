@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 #: Seconds between looks at the storage while waiting at the barrier (growing to the max).
 POLL_MIN = 0.05
-POLL_MAX = 1.0
+POLL_MAX = 0.25
 
 
 def open_stage(
