@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search._search import SearchError
-from storage import search_stages
+from search._search import SearchError, load_search
 
 if TYPE_CHECKING:
     import pandas
@@ -37,19 +36,12 @@ def trials_frame(storage: BaseStorage, name: str) -> pandas.DataFrame:
     Raises:
         SearchError: No search ``name`` in ``storage``.
     """
-    import optuna
     import pandas
 
-    stages = search_stages(storage, name)
-    if not stages:
-        raise SearchError(
-            f"No search named {name!r} in this storage; `stagetune run --name {name}` starts it."
-        )
     frames = []
-    for study_name, lineage in stages:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+    for study, lineage in load_search(storage, name):
         frame = study.trials_dataframe()
-        frame.insert(0, "study", study_name)
+        frame.insert(0, "study", study.study_name)
         frame.insert(0, "stage_index", lineage.index)
         frame.insert(0, "stage", lineage.stage)
         frames.append(frame)

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from optuna.trial import TrialState
 
 from search._notes import find_range_test
-from search._search import SearchError
-from storage import StageLineage, search_stages
+from search._search import load_search
+from storage import StageLineage
 
 if TYPE_CHECKING:
     import matplotlib.figure
@@ -97,17 +97,7 @@ def write_report(storage: BaseStorage, name: str, *, out_dir: str | Path = ".") 
     Raises:
         SearchError: No search ``name`` in ``storage``.
     """
-    import optuna
-
-    found = search_stages(storage, name)
-    if not found:
-        raise SearchError(
-            f"No search named {name!r} in this storage; `stagetune run --name {name}` starts it."
-        )
-    stages = [
-        _Stage(optuna.load_study(study_name=study, storage=storage), lineage)
-        for study, lineage in found
-    ]
+    stages = [_Stage(study, lineage) for study, lineage in load_search(storage, name)]
     out = Path(out_dir)
     image_dir = out / f"{name}-report"
     image_dir.mkdir(parents=True, exist_ok=True)

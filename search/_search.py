@@ -501,8 +501,12 @@ def summarize(study: optuna.Study, lineage: StageLineage) -> StageSummary:
     )
 
 
-def search_status(storage: BaseStorage, name: str) -> list[StageSummary]:
-    """Each stage of search ``name`` in ``storage``, in plan order."""
+def load_search(storage: BaseStorage, name: str) -> list[tuple[optuna.Study, StageLineage]]:
+    """The stage studies of search ``name`` with their lineage, in plan order.
+
+    Raises:
+        SearchError: No search ``name`` in ``storage``.
+    """
     import optuna
 
     stages = search_stages(storage, name)
@@ -510,9 +514,16 @@ def search_status(storage: BaseStorage, name: str) -> list[StageSummary]:
         raise SearchError(
             f"No search named {name!r} in this storage; `stagetune run --name {name}` starts it."
         )
+    return [
+        (optuna.load_study(study_name=study_name, storage=storage), lineage)
+        for study_name, lineage in stages
+    ]
+
+
+def search_status(storage: BaseStorage, name: str) -> list[StageSummary]:
+    """Each stage of search ``name`` in ``storage``, in plan order."""
     summaries = []
-    for name_of_study, lineage in stages:
-        study = optuna.load_study(study_name=name_of_study, storage=storage)
+    for study, lineage in load_search(storage, name):
         summary = summarize(study, lineage)
         if summary.running:
             summary = replace(summary, orphaned=len(find_orphans(study)))

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.search_tests.nothing_lost import kill_all
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
@@ -19,6 +21,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-background-networking", "--disable-gpu")
 #: When set, browser tests also save their screenshots there (README: docs/).
 SCREENSHOTS_ENV = "STAGETUNE_SCREENSHOTS"
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_left_behind() -> Iterator[None]:
+    """Stop every worker process a test started and left running (a failing test)."""
+    yield
+    kill_all()
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -19,7 +19,6 @@ from storage import INTERRUPTED_ATTR, WORKER_ATTR, open_storage
 from tests.search_tests.nothing_lost import (
     assert_nothing_lost,
     finish,
-    kill_all,
     running_trials,
     snapshot,
     stagetune,
@@ -27,12 +26,6 @@ from tests.search_tests.nothing_lost import (
     studies,
     wait_until,
 )
-
-
-@pytest.fixture(autouse=True)
-def _no_worker_left_behind() -> Iterator[None]:
-    yield
-    kill_all()
 
 
 def is_of(trial: FrozenTrial, pid: int) -> bool:
@@ -92,7 +85,10 @@ def test_sigkill_at_five_random_points_loses_nothing(tmp_path: Path) -> None:
         for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     ]
     # Only killed workers' trials failed; each was re-run with its params (up to 3 times).
-    assert {t.system_attrs[WORKER_ATTR]["pid"] for t in failed} <= killed
+    # A worker killed between creating its trial and recording its pid leaves a trial
+    # without a worker: recovery fails it by heartbeat or age all the same.
+    pids = {t.system_attrs.get(WORKER_ATTR, {}).get("pid") for t in failed}
+    assert pids - {None} <= killed
     assert counts["failed"] == len(failed) >= hit - 1 >= 2
     assert counts["retries"] == counts["failed"] - counts["exhausted"]
 

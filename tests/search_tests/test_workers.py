@@ -7,7 +7,6 @@ import os
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from tests.search_tests.nothing_lost import (
     STAGES,
     assert_nothing_lost,
     finish,
-    kill_all,
     running_trials,
     snapshot,
     stagetune,
@@ -31,12 +29,6 @@ from tests.search_tests.nothing_lost import (
     wait_until,
     workers_of,
 )
-
-
-@pytest.fixture(autouse=True)
-def _no_worker_left_behind() -> Iterator[None]:
-    yield
-    kill_all()
 
 
 def all_trials(url: str, name: str) -> list[Any]:
