@@ -106,10 +106,10 @@ class TaskBudget:
 
 
 #: ``full``: the issue's scale (30 trial-equivalents at each task's epochs; the
-#: transformer, 5x dearer per epoch than the CNN, 12 x 10), 5 seeds: about 80 minutes
-#: on 2 quiet cores by the per-epoch times measured here; not run on this machine.
-#: ``reduced``: what fitted ~35 minutes on 2 cores shared with other jobs (the run
-#: in the README). ``smoke``: the test suite's.
+#: transformer, 5x dearer per epoch than the CNN, 12 x 10), 5 seeds: 57 minutes on the
+#: 2-core build machine with nothing else running (the run in the README).
+#: ``reduced``: 3 seeds at smaller budgets, 9.5 minutes there. ``smoke``: the test
+#: suite's.
 PRESETS: dict[str, tuple[tuple[TaskBudget, ...], int]] = {
     "full": (
         (
@@ -627,7 +627,7 @@ def markdown(analysis: Mapping[str, Any], *, command: str, note: str = "") -> st
         "of the epoch budget: median [min-max] over seeds. Regret: test points below the "
         "configuration with the best validation metric any method found on the task. "
         "Epochs: trained epochs actually spent (pruned trials' partial epochs included). "
-        "Wall: seconds per search (on a machine shared with other jobs).",
+        "Wall: median seconds per search.",
         "",
     ]
     for task, info in analysis.items():
