@@ -158,7 +158,7 @@ def run_range_test(
     import torch
 
     from objectives._optim import build_optimizer
-    from objectives._train import Precision, _accumulate, _Batches
+    from objectives._train import Precision, _Batches, _train_step
 
     torch.manual_seed(seed)
     batches = _Batches(task, splits.train, config.batch_size, device, seed)
@@ -176,14 +176,7 @@ def run_range_test(
         x, y = next(stream)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        if micro >= len(y):
-            with precision.autocast():
-                loss = task.loss(model(x), y)
-            precision.backward(loss)
-        else:
-            loss = _accumulate(task, model, precision, x, y, micro)
-        precision.step(optimizer, model, config.grad_clip)
+        loss = _train_step(task, model, model, precision, optimizer, x, y, micro, config)
         value = float(loss.item())
         lrs.append(lr)
         raw.append(value)

@@ -376,16 +376,9 @@ def train(
         model.train()
         losses: list[torch.Tensor] = []
         for x, y in batches:
-            optimizer.zero_grad(set_to_none=True)
-            if micro >= len(y):
-                with precision.autocast():
-                    loss = task.loss(runner(x), y)
-                precision.backward(loss)
-            else:
-                # 2) gradient accumulation: micro-batches weighted by their share of the batch
-                loss = _accumulate(task, runner, precision, x, y, micro)
-            # 3) clip the global gradient norm, step, and step the LR schedule
-            precision.step(optimizer, model, config.grad_clip)
+            # 2) forward and backward (accumulated over micro-batches when the batch does
+            # not fit), 3) clip the global gradient norm, step, and step the LR schedule
+            loss = _train_step(task, model, runner, precision, optimizer, x, y, micro, config)
             if step_scheduler is not None:
                 step_scheduler.step()
             losses.append(loss.detach())
@@ -421,6 +414,34 @@ def train(
             result.stopped_early = True
             break
     return result
+
+
+def _train_step(
+    task: Task,
+    model: torch.nn.Module,
+    runner: Callable[[torch.Tensor], torch.Tensor],
+    precision: Precision,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    micro: int,
+    config: TrainConfig,
+) -> torch.Tensor:
+    """One optimizer step on the batch ``(x, y)``; returns the batch's mean loss.
+
+    Forward and backward through ``runner`` (the model, or its compiled form), in
+    micro-batches of ``micro`` rows when the batch is larger (the guide's gradient
+    accumulation), then the global-norm clip and the step of ``precision``.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    if micro >= len(y):
+        with precision.autocast():
+            loss = task.loss(runner(x), y)
+        precision.backward(loss)
+    else:
+        loss = _accumulate(task, runner, precision, x, y, micro)
+    precision.step(optimizer, model, config.grad_clip)
+    return loss
 
 
 def _accumulate(
