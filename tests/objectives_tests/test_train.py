@@ -15,8 +15,9 @@ from objectives import (
     load_splits,
     train,
 )
-from objectives._optim import build_scheduler, param_groups
+from objectives._optim import param_groups
 from objectives._train import loader_workers
+from tests.objectives_tests.test_optim import trajectory
 
 CPU = torch.device("cpu")
 
@@ -69,18 +70,6 @@ def test_adamw_decays_weights_but_not_biases() -> None:
 
 
 def test_cosine_schedule_ends_at_eta_min_and_warmup_rises_linearly() -> None:
-    def trajectory(config: TrainConfig, steps: int) -> list[float]:
-        optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=config.lr)
-        scheduler = build_scheduler(optimizer, config, steps)
-        assert scheduler is not None
-        lrs = []
-        for _ in range(steps):
-            lrs.append(optimizer.param_groups[0]["lr"])
-            optimizer.step()
-            scheduler.step()
-        lrs.append(optimizer.param_groups[0]["lr"])
-        return lrs
-
     cosine = trajectory(TrainConfig(lr=0.1, scheduler="cosine"), 100)
     assert cosine[0] == pytest.approx(0.1)
     assert cosine[-1] == pytest.approx(1e-6)
