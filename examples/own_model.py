@@ -16,6 +16,7 @@ From Python::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,15 +113,11 @@ def load_datasets() -> Splits:
 
 def dataset_task() -> Task:
     """The same task reading Datasets: ``--task examples/own_model.py:dataset_task``."""
-    return Task(
+    return dataclasses.replace(
+        task,
         name="diabetes-mlp-dataset",
         load=load_datasets,
-        build_model=build_model,
-        loss=mse,
-        metric=val_mse,
-        metric_name="mse",
-        direction="minimize",
-        epochs=30,
+        description="the same regression, its data as torch Datasets (examples/own_model.py)",
     )
 
 

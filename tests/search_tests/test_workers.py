@@ -31,6 +31,18 @@ from tests.search_tests.nothing_lost import (
 )
 
 
+def wait_until_both_mid_trial(url: str, name: str, process: Any) -> None:
+    """Wait until two workers each run a trial that has reported an epoch."""
+    wait_until(
+        lambda: (
+            len(workers_of([t for _, t in running_trials(url, name) if t.intermediate_values]))
+            == 2
+        ),
+        process=process,
+        what="both workers to be mid-trial",
+    )
+
+
 def all_trials(url: str, name: str) -> list[Any]:
     return [t for study in studies(url, name).values() for t in study.trials]
 
@@ -52,14 +64,7 @@ def test_outside_write_lock_longer_than_the_busy_timeout_loses_nothing(tmp_path:
     db = tmp_path / "locked.db"
     url = f"sqlite:///{db}?timeout=0.2"  # each lock wait gives up after 0.2 s
     process = start(stagetune(url, "lock", "--workers", "2", trials=4, epochs=30))
-    wait_until(
-        lambda: (
-            len(workers_of([t for _, t in running_trials(url, "lock") if t.intermediate_values]))
-            == 2
-        ),
-        process=process,
-        what="both workers to be mid-trial",
-    )
+    wait_until_both_mid_trial(url, "lock", process)
     outside = sqlite3.connect(db, timeout=10, isolation_level=None)
     outside.execute("BEGIN IMMEDIATE")  # the write lock, for 15x the busy timeout
     time.sleep(3.0)
@@ -141,14 +146,7 @@ def test_stopping_the_parent_stops_every_worker_cleanly(
     # 60 epochs: long enough that neither trial ends between the poll and the signal
     # (both workers start their trials at about the same time, but not at once).
     process = start(stagetune(url, "term", "--workers", "2", trials=2, epochs=60))
-    wait_until(
-        lambda: (
-            len(workers_of([t for _, t in running_trials(url, "term") if t.intermediate_values]))
-            == 2
-        ),
-        process=process,
-        what="both workers to be mid-trial",
-    )
+    wait_until_both_mid_trial(url, "term", process)
     os.kill(process.pid, signum)
     code, _, err = finish(process, timeout=120)
     assert code == (128 + signum if signum == signal.SIGTERM else -signum), err
