@@ -9,7 +9,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stagetune-installed
 PACKAGES := search spaces objectives storage
-LINTED := $(PACKAGES) tests $(wildcard benchmarks examples)
+LINTED := stagetune $(PACKAGES) tests $(wildcard benchmarks examples)
+# mypy cannot follow the editable install's name mapping (stagetune.search -> search/),
+# so it checks a tree of links laid out as the wheel installs the package.
+TYPECHECK_TREE := build/typecheck/stagetune
 
 .PHONY: venv demo test lint typecheck pytest clean
 
@@ -30,6 +33,9 @@ lint: venv
 	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: venv
+	rm -rf $(TYPECHECK_TREE) && mkdir -p $(TYPECHECK_TREE)
+	ln -s $(CURDIR)/stagetune/* $(TYPECHECK_TREE)/
+	for p in $(PACKAGES); do ln -s $(CURDIR)/$$p $(TYPECHECK_TREE)/$$p; done
 	$(BIN)/mypy
 
 pytest: venv

@@ -16,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-STAGETUNE = [sys.executable, "-m", "search"]
+STAGETUNE = [sys.executable, "-m", "stagetune"]
 
 
 def timed(command: list[str], cwd: Path) -> float:

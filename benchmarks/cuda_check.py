@@ -36,7 +36,7 @@ import optuna  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from objectives import (  # noqa: E402
+from stagetune.objectives import (  # noqa: E402
     StageObjective,
     Task,
     TrainConfig,
@@ -44,8 +44,8 @@ from objectives import (  # noqa: E402
     load_splits,
     train,
 )
-from search import StagedSearch  # noqa: E402
-from spaces import FloatParam, default_plan  # noqa: E402
+from stagetune.search import StagedSearch  # noqa: E402
+from stagetune.spaces import FloatParam, default_plan  # noqa: E402
 
 FAILURES: list[str] = []
 
@@ -93,7 +93,7 @@ def digits_cnn2d() -> Task:
     digits = get_task("digits-mlp")
 
     def load() -> Any:
-        from objectives import Splits
+        from stagetune.objectives import Splits
 
         splits = digits.load()
 

@@ -2,7 +2,7 @@
 
 For each task this script
 
-1. runs the range test (``objectives.run_range_test``, torch-lr-finder semantics,
+1. runs the range test (``stagetune.objectives.run_range_test``, torch-lr-finder semantics,
    1e-7 -> 10 over 100 batches, AdamW) with several seeds and records, per seed,
    why it stopped and the LR each candidate rule suggests:
    ``steepest / 5`` (guide, step 2), ``steepest`` (torch-lr-finder),
@@ -43,11 +43,11 @@ from typing import Any
 
 import torch
 
-from objectives import TASKS, Splits, Task, TrainConfig, get_task, train
-from objectives._range_test import RangeTestResult, run_range_test
-from objectives._tasks import load_splits
-from spaces import Plan, RangeTestSpec, narrow_lr_range
-from spaces._guide import LEARNING_RATE
+from stagetune.objectives import TASKS, Splits, Task, TrainConfig, get_task, train
+from stagetune.objectives._range_test import RangeTestResult, run_range_test
+from stagetune.objectives._tasks import load_splits
+from stagetune.spaces import Plan, RangeTestSpec, narrow_lr_range
+from stagetune.spaces._guide import LEARNING_RATE
 
 CPU = torch.device("cpu")
 RULES: dict[str, Callable[[RangeTestResult], float]] = {
@@ -212,8 +212,8 @@ def lr_stage(task: Task, seeds: int, trials: int) -> dict[str, list[float]]:
     """Best validation metric of the LR stage, with and without the range test before it."""
     import tempfile
 
-    from search import StagedSearch
-    from spaces import default_plan
+    from stagetune.search import StagedSearch
+    from stagetune.spaces import default_plan
 
     plan = default_plan("mlp", n_trials=trials)
     defaults = {**plan.defaults, "dropout": config_for(task).dropout}

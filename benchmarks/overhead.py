@@ -8,7 +8,7 @@ Run by hand (not in CI)::
 (a) Loop: the same model, data, batch size, epochs, optimizer (AdamW with the
     guide's decay/no-decay groups) and cosine schedule, trained by a
     hand-written PyTorch loop (index batches, ``loss.item()`` per step,
-    validation each epoch) and by stagetune (``objectives.train``, and a whole
+    validation each epoch) and by stagetune (``stagetune.objectives.train``, and a whole
     trial through ``StageObjective`` with per-epoch report and pruning on an
     in-memory study). Repetitions are interleaved so that load from other
     processes hits every variant alike; the table shows the best run of each
@@ -19,7 +19,7 @@ Run by hand (not in CI)::
     reports every epoch, asks the pruner (median, never prunes here) and sets
     stagetune's user attributes, run on Optuna's in-memory storage, Optuna's
     stock SQLite storage (``create_study(storage="sqlite:///...")``) and
-    stagetune's default storage (``storage.open_storage``: heartbeat, WAL,
+    stagetune's default storage (``stagetune.storage.open_storage``: heartbeat, WAL,
     buffered reports). Overhead = wall time per trial - 1 s of work; the last
     column subtracts the in-memory storage's (sampler and pruner work, not storage).
 """
@@ -43,9 +43,9 @@ import optuna  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from objectives import StageObjective, TrainConfig, get_task, load_splits, train  # noqa: E402
-from spaces import FloatParam  # noqa: E402
-from storage import claim_trial, open_storage  # noqa: E402
+from stagetune.objectives import StageObjective, TrainConfig, get_task, load_splits, train  # noqa: E402
+from stagetune.spaces import FloatParam  # noqa: E402
+from stagetune.storage import claim_trial, open_storage  # noqa: E402
 
 CPU = torch.device("cpu")
 

@@ -10,7 +10,7 @@ For every task and seed it runs six methods on the same budget of ``B`` trained
 epochs (``B`` = trial-equivalents x epochs per trial):
 
 - ``staged`` / ``staged-noprune``: stagetune's default plan for the task, run
-  through :class:`search.StagedSearch` (its own pruners / every stage's pruner
+  through :class:`stagetune.search.StagedSearch` (its own pruners / every stage's pruner
   set to ``none``). Stage budgets are the plan's, scaled so that they sum to the
   trial-equivalents: unpruned, the plan spends ``B`` exactly; pruned, it spends
   what it spends (recorded).
@@ -67,8 +67,8 @@ import optuna  # noqa: E402
 if TYPE_CHECKING:
     import torch
 
-    from objectives import Task
-    from spaces import Param, Plan
+    from stagetune.objectives import Task
+    from stagetune.spaces import Param, Plan
 
 RESULTS = ROOT / "benchmarks" / "results"
 METHODS: tuple[str, ...] = (
@@ -196,7 +196,7 @@ class TestScores:
         return model
 
     def flush(self) -> None:
-        from objectives import evaluate, load_splits
+        from stagetune.objectives import evaluate, load_splits
 
         if self._last is None:
             return
@@ -214,7 +214,7 @@ class TestScores:
 
 def scaled_plan(plan: Plan, trials: int, *, prune: bool) -> Plan:
     """The plan with stage budgets scaled to sum to ``trials`` (each >= 1)."""
-    from spaces import PrunerSpec
+    from stagetune.spaces import PrunerSpec
 
     total = sum(s.n_trials for s in plan.stages)
     if trials < len(plan.stages):
@@ -268,7 +268,7 @@ def run_joint(job: Job, task: Task, plan: Plan, *, sampler_kind: str, prune: boo
     """Joint TPE or random search until ``job.budget`` epochs are spent; the study's trials."""
     import optuna
 
-    from objectives import StageObjective
+    from stagetune.objectives import StageObjective
 
     seed = SEED_STRIDE * job.seed
     if sampler_kind == "tpe":
@@ -309,7 +309,7 @@ def run_joint(job: Job, task: Task, plan: Plan, *, sampler_kind: str, prune: boo
 
 def run_staged(job: Job, task: Task, plan: Plan, *, prune: bool) -> list[Any]:
     """The scaled default plan through ``StagedSearch`` (in-memory storage); its trials."""
-    from search import StagedSearch
+    from stagetune.search import StagedSearch
 
     staged = scaled_plan(plan, job.trials, prune=prune)
     seed = SEED_STRIDE * job.seed
@@ -358,9 +358,9 @@ def run_job(job: Job, *, threads: int = 1) -> dict[str, Any]:
     import optuna
     import torch
 
-    from objectives import get_task
-    from search._search import task_plan
-    from spaces import core_plan
+    from stagetune.objectives import get_task
+    from stagetune.search._search import task_plan
+    from stagetune.spaces import core_plan
 
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -743,7 +743,7 @@ def make_jobs(
     budgets: Sequence[TaskBudget], seeds: int, methods: Sequence[str] = METHODS
 ) -> list[Job]:
     """Every (task, method, seed) job, task by task."""
-    from objectives import get_task
+    from stagetune.objectives import get_task
 
     jobs = []
     for budget in budgets:

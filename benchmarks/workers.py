@@ -5,7 +5,7 @@
 
 Each run is a fresh search of the digits-mlp task with the mlp profile's three
 stages, pruning off (every trial trains all its epochs, so runs are comparable),
-``--trials`` per stage, on a fresh SQLite file, through ``search.run_workers``
+``--trials`` per stage, on a fresh SQLite file, through ``stagetune.search.run_workers``
 (what ``stagetune run --workers N`` runs), one torch thread per worker.
 
 Throughput is counted in steady state, read from storage: from the moment every
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def plan(trials: int) -> Any:
-    from spaces import PrunerSpec, core_plan
+    from stagetune.spaces import PrunerSpec, core_plan
 
     # The three search stages: the range test and the final run are one trial each,
     # which one worker runs while the others wait; they say nothing about throughput.
@@ -46,8 +46,8 @@ def run(workers: int, trials: int, epochs: int, directory: Path) -> dict[str, An
     import optuna
     from optuna.trial import TrialState
 
-    from search import StagedSearch, run_workers
-    from storage import WORKER_ATTR, open_storage
+    from stagetune.search import StagedSearch, run_workers
+    from stagetune.storage import WORKER_ATTR, open_storage
 
     url = f"sqlite:///{directory / f'bench-{workers}.db'}"
     search = StagedSearch(plan(trials), "digits-mlp", storage=url, name="bench", epochs=epochs,

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from objectives import Splits, Task
+from stagetune.objectives import Splits, Task
 
 
 # 1) The data: train and validation splits, as (inputs, targets) tensors.
@@ -122,8 +122,8 @@ def dataset_task() -> Task:
 
 
 if __name__ == "__main__":
-    from search import StagedSearch
-    from spaces import default_plan
+    from stagetune.search import StagedSearch
+    from stagetune.spaces import default_plan
 
     search = StagedSearch(
         default_plan("mlp", n_trials=4),

@@ -1,13 +1,13 @@
 """PyTorch training of one trial, with per-epoch reports, pruning and diagnoses."""
 
-from objectives._builtin import TASKS, get_task
-from objectives._config import ConfigError, TrainConfig
-from objectives._diagnosis import FitDiagnosis, LrDiagnosis, diagnose_fit, diagnose_lr
-from objectives._final import FinalObjective
-from objectives._objective import StageObjective
-from objectives._range_test import RangeTestObjective, RangeTestResult, run_range_test
-from objectives._tasks import Splits, Task, TaskError, load_splits
-from objectives._train import (
+from stagetune.objectives._builtin import TASKS, get_task
+from stagetune.objectives._config import ConfigError, TrainConfig
+from stagetune.objectives._diagnosis import FitDiagnosis, LrDiagnosis, diagnose_fit, diagnose_lr
+from stagetune.objectives._final import FinalObjective
+from stagetune.objectives._objective import StageObjective
+from stagetune.objectives._range_test import RangeTestObjective, RangeTestResult, run_range_test
+from stagetune.objectives._tasks import Splits, Task, TaskError, load_splits
+from stagetune.objectives._train import (
     NonFiniteLossError,
     configure_threads,
     default_device,

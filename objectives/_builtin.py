@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from objectives._mnist1d import (
+from stagetune.objectives._mnist1d import (
     build_cnn,
     build_transformer,
     load_mnist1d,
     load_mnist1d_small,
 )
-from objectives._tasks import Splits, Task, TaskError
-from objectives._user_task import is_task_reference, load_task_reference
+from stagetune.objectives._tasks import Splits, Task, TaskError
+from stagetune.objectives._user_task import is_task_reference, load_task_reference
 
 if TYPE_CHECKING:
     import torch

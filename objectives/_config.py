@@ -67,7 +67,7 @@ class TrainConfig:
         plateau_factor: ReduceLROnPlateau's decay factor.
         max_micro_batch: The largest micro-batch that fits in memory: a larger
             ``batch_size`` gets the accumulation steps that keep it the effective
-            batch (``spaces.micro_batching``); ``None``: no limit.
+            batch (``stagetune.spaces.micro_batching``); ``None``: no limit.
         model: Other parameters, passed to the model builder.
 
     Example:
@@ -148,7 +148,7 @@ class TrainConfig:
         if self.max_micro_batch is None:
             return
         _integer("max_micro_batch", self.max_micro_batch, minimum=1)
-        from spaces import micro_batching
+        from stagetune.spaces import micro_batching
 
         _, steps = micro_batching(self.batch_size, self.max_micro_batch)
         if steps > self.accumulation_steps:

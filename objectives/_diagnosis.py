@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from spaces import LR_SYMPTOMS
+from stagetune.spaces import LR_SYMPTOMS
 
 if TYPE_CHECKING:
     import torch
 
-    from objectives._config import TrainConfig
-    from objectives._tasks import Splits, Task
+    from stagetune.objectives._config import TrainConfig
+    from stagetune.objectives._tasks import Splits, Task
 
 LrLabel = Literal["explodes", "barely_moves", "plateaus_early", "oscillates", "healthy"]
 LR_LABELS: tuple[str, ...] = (
@@ -240,7 +240,7 @@ def initial_loss(
     """
     import torch
 
-    from objectives._train import evaluate
+    from stagetune.objectives._train import evaluate
 
     torch.manual_seed(seed)  # train() seeds the same way before it builds its model
     try:

@@ -6,11 +6,17 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from objectives._config import TrainConfig
-from objectives._diagnosis import initial_loss
-from objectives._objective import StageObjective, record_curves
-from objectives._tasks import load_splits
-from objectives._train import EpochStats, NonFiniteLossError, default_device, evaluate, train
+from stagetune.objectives._config import TrainConfig
+from stagetune.objectives._diagnosis import initial_loss
+from stagetune.objectives._objective import StageObjective, record_curves
+from stagetune.objectives._tasks import load_splits
+from stagetune.objectives._train import (
+    EpochStats,
+    NonFiniteLossError,
+    default_device,
+    evaluate,
+    train,
+)
 
 if TYPE_CHECKING:
     import optuna

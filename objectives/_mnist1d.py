@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from objectives._tasks import Splits
+from stagetune.objectives._tasks import Splits
 
 if TYPE_CHECKING:
     import numpy as np

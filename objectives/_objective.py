@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from objectives._config import TrainConfig
-from objectives._diagnosis import diagnose_fit, diagnose_lr, initial_loss
-from objectives._tasks import load_splits
-from objectives._train import (
+from stagetune.objectives._config import TrainConfig
+from stagetune.objectives._diagnosis import diagnose_fit, diagnose_lr, initial_loss
+from stagetune.objectives._tasks import load_splits
+from stagetune.objectives._train import (
     EVAL_BATCH,
     EpochStats,
     NonFiniteLossError,
@@ -25,13 +25,13 @@ if TYPE_CHECKING:
     import optuna
     import torch
 
-    from objectives._tasks import Task
-    from spaces import Param
+    from stagetune.objectives._tasks import Task
+    from stagetune.spaces import Param
 
 
 def suggest(trial: optuna.Trial, param: Param) -> Any:
     """Ask the trial for one parameter of a stage's search space."""
-    from spaces import CategoricalParam, IntParam
+    from stagetune.spaces import CategoricalParam, IntParam
 
     if isinstance(param, CategoricalParam):
         return trial.suggest_categorical(param.name, list(param.choices))
@@ -178,7 +178,7 @@ def scale_for_batch(params: dict[str, Any], reference_batch: int | None) -> dict
     """``params`` with ``lr`` scaled from ``reference_batch`` to ``params["batch_size"]``."""
     if reference_batch is None or "lr" not in params or "batch_size" not in params:
         return params
-    from spaces import scale_lr
+    from stagetune.spaces import scale_lr
 
     scaled = scale_lr(params["lr"], params["batch_size"], reference_batch)
     if scaled.beyond_limit:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from objectives._config import TrainConfig
+    from stagetune.objectives._config import TrainConfig
 
 #: The most of a run that warmup may take when it is given in steps: the guide's
 #: step counts (2,000 - 10,000) are for runs of 100k+ steps; on a shorter run they

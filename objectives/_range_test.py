@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     import optuna
     import torch
 
-    from objectives._config import TrainConfig
-    from objectives._tasks import Splits, Task
-    from spaces import FloatParam, Param, RangeTestSpec
+    from stagetune.objectives._config import TrainConfig
+    from stagetune.objectives._tasks import Splits, Task
+    from stagetune.spaces import FloatParam, Param, RangeTestSpec
 
 StopReason = Literal["diverged", "non_finite", "plateau", "end"]
 
@@ -157,8 +157,8 @@ def run_range_test(
     """
     import torch
 
-    from objectives._optim import build_optimizer
-    from objectives._train import Precision, _Batches, _train_step
+    from stagetune.objectives._optim import build_optimizer
+    from stagetune.objectives._train import Precision, _Batches, _train_step
 
     torch.manual_seed(seed)
     batches = _Batches(task, splits.train, config.batch_size, device, seed)
@@ -230,11 +230,11 @@ class RangeTestObjective:
     seed: int = 0
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from objectives._config import TrainConfig
-        from objectives._objective import suggest
-        from objectives._tasks import load_splits
-        from objectives._train import default_device
-        from spaces import narrow_lr_range
+        from stagetune.objectives._config import TrainConfig
+        from stagetune.objectives._objective import suggest
+        from stagetune.objectives._tasks import load_splits
+        from stagetune.objectives._train import default_device
+        from stagetune.spaces import narrow_lr_range
 
         params = dict(self.defaults)
         for param in self.carried:

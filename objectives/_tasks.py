@@ -1,6 +1,6 @@
 """The task protocol: a model builder, data splits, a loss, a metric and its direction.
 
-A task is what a trial trains. The built-in tasks (``objectives.TASKS``) are
+A task is what a trial trains. The built-in tasks (``stagetune.objectives.TASKS``) are
 instances of :class:`Task`; so is a task of your own, which you pass to
 ``StagedSearch`` as an object or to the CLI as ``--task module:attribute``.
 """
@@ -138,7 +138,7 @@ class Task:
             training for the cores). Tensor splits never use a DataLoader.
         description: One line for ``stagetune tasks``.
         source: The ``module:attribute`` reference the task was loaded from (set by
-            :func:`objectives.get_task`); a task with a source is pickled as that
+            :func:`stagetune.objectives.get_task`); a task with a source is pickled as that
             reference, so that worker processes can load it again.
     """
 
@@ -183,7 +183,7 @@ class Task:
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
         if self.source is not None:
-            from objectives._user_task import load_task_reference
+            from stagetune.objectives._user_task import load_task_reference
 
             return (load_task_reference, (self.source,))
         return super().__reduce_ex__(protocol)
@@ -207,7 +207,7 @@ def load_splits(task: Task) -> Splits:
         splits = task.load()
         if not isinstance(splits, Splits):
             raise TaskError(
-                f"task {task.name!r}: load() must return objectives.Splits(train=..., "
+                f"task {task.name!r}: load() must return stagetune.objectives.Splits(train=..., "
                 f"val=...), but returned {type(splits).__name__}."
             )
         _SPLITS_CACHE[key] = splits

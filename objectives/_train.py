@@ -18,14 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from objectives._optim import build_optimizer, build_scheduler
-from objectives._tasks import is_tensor_data
+from stagetune.objectives._optim import build_optimizer, build_scheduler
+from stagetune.objectives._tasks import is_tensor_data
 
 if TYPE_CHECKING:
     import torch
 
-    from objectives._config import TrainConfig
-    from objectives._tasks import Data, Splits, Task
+    from stagetune.objectives._config import TrainConfig
+    from stagetune.objectives._tasks import Data, Splits, Task
 
 #: Rows per forward pass when scoring the validation split.
 EVAL_BATCH = 4096

@@ -2,7 +2,7 @@
 
 ``package.module:attribute`` imports the module (the working directory is
 searched first, like ``python -m``); ``path/to/file.py:attribute`` loads that
-file. The attribute is a :class:`~objectives.Task`, or a function of no
+file. The attribute is a :class:`~stagetune.objectives.Task`, or a function of no
 arguments that returns one (so that building the task can wait until it is
 used).
 """
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from objectives._tasks import Task, TaskError
+from stagetune.objectives._tasks import Task, TaskError
 
 _REFERENCE = re.compile(r"^(?P<module>[^:]+):(?P<attribute>[A-Za-z_][\w.]*)$")
 
@@ -60,8 +60,8 @@ def load_task_reference(reference: str) -> Task:
         value = value()
     if not isinstance(value, Task):
         raise TaskError(
-            f"{reference!r} must be an objectives.Task or a function of no arguments that "
-            f"returns one, but it is {type(value).__name__}."
+            f"{reference!r} must be a stagetune.objectives.Task or a function of no arguments "
+            f"that returns one, but it is {type(value).__name__}."
         )
     # Remembered, so that pickling (worker processes) loads the task the same way.
     return dataclasses.replace(value, source=f"{source}:{match['attribute']}")

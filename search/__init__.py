@@ -1,7 +1,13 @@
 """Staged searches: what users call from scripts, the CLI and the dashboard."""
 
-from search._search import SearchError, SearchResult, StagedSearch, StageSummary, search_status
-from search._workers import Interrupted, WorkerExit, run_workers
+from stagetune.search._search import (
+    SearchError,
+    SearchResult,
+    StagedSearch,
+    StageSummary,
+    search_status,
+)
+from stagetune.search._workers import Interrupted, WorkerExit, run_workers
 
 __all__ = [
     "Interrupted",

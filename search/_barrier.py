@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from search._trial import run_trial
-from search._workers import Interrupted, check_interrupted, critical
-from storage import (
+from stagetune.search._trial import run_trial
+from stagetune.search._workers import Interrupted, check_interrupted, critical
+from stagetune.storage import (
     StageLineage,
     claim_trial,
     fail_and_retry,

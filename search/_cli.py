@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
-    from search._search import SearchResult, StageSummary
+    from stagetune.search._search import SearchResult, StageSummary
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -119,10 +119,10 @@ def entry_point() -> None:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from objectives import ConfigError, TaskError
-    from search._search import SearchError
-    from spaces import SpaceError
-    from storage import StorageError
+    from stagetune.objectives import ConfigError, TaskError
+    from stagetune.search._search import SearchError
+    from stagetune.spaces import SpaceError
+    from stagetune.storage import StorageError
 
     return (SpaceError, StorageError, TaskError, ConfigError, SearchError)
 
@@ -134,10 +134,10 @@ def _quiet_optuna() -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from objectives import get_task
-    from search._search import Progress, SearchError, StagedSearch, task_plan
-    from search._workers import install_signal_handlers
-    from spaces import default_plan, load_plan
+    from stagetune.objectives import get_task
+    from stagetune.search._search import Progress, SearchError, StagedSearch, task_plan
+    from stagetune.search._workers import install_signal_handlers
+    from stagetune.spaces import default_plan, load_plan
 
     if args.trials is not None and args.trials < 1:
         raise SearchError(f"--trials must be >= 1, but got {args.trials}.")
@@ -190,7 +190,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_workers(search: Any, args: argparse.Namespace, metric: str) -> int:
-    from search._workers import run_workers
+    from stagetune.search._workers import run_workers
 
     bars = _StorageProgress(search) if not args.quiet else None
     try:
@@ -226,7 +226,7 @@ class _StorageProgress:
         self._bars: dict[str, Any] = {}
 
     def poll(self) -> None:
-        from search._search import Progress, search_status
+        from stagetune.search._search import Progress, search_status
 
         try:
             stages = search_status(self._search.storage, self._search.name)
@@ -252,7 +252,7 @@ def _stage_lines(
     """Per stage: whether it is the range test, and one line on what its kind found."""
     import optuna
 
-    from search._stages import RANGE_TEST_ATTR, stage_line
+    from stagetune.search._stages import RANGE_TEST_ATTR, stage_line
 
     lines = {}
     for stage in stages:
@@ -281,8 +281,8 @@ def _print_result(result: SearchResult, metric: str, storage: BaseStorage | None
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from search._search import search_status
-    from storage import open_storage
+    from stagetune.search._search import search_status
+    from stagetune.storage import open_storage
 
     _quiet_optuna()
     storage = open_storage(args.storage, read_only=True)
@@ -299,7 +299,7 @@ def _print_trouble(storage: Any, stage: StageSummary) -> None:
     """One line per orphaned trial and per retry, under the stage's line."""
     import optuna
 
-    from storage import INTERRUPTED_ATTR, find_orphans
+    from stagetune.storage import INTERRUPTED_ATTR, find_orphans
 
     study = optuna.load_study(study_name=stage.study_name, storage=storage)
     for orphan in find_orphans(study):
@@ -337,8 +337,8 @@ def _print_stage(stage: StageSummary) -> None:
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
-    from search._dashboard import is_loopback, serve_dashboard
-    from storage import open_storage
+    from stagetune.search._dashboard import is_loopback, serve_dashboard
+    from stagetune.storage import open_storage
 
     if not 0 <= args.port <= 65535:
         raise _search_error(f"--port must be in 0..65535, but got {args.port}.")
@@ -358,8 +358,8 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from search._report import write_report
-    from storage import open_storage
+    from stagetune.search._report import write_report
+    from stagetune.storage import open_storage
 
     _quiet_optuna()
     files = write_report(open_storage(args.storage, read_only=True), args.name, out_dir=args.out)
@@ -369,8 +369,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from search._export import export_trials
-    from storage import open_storage
+    from stagetune.search._export import export_trials
+    from stagetune.storage import open_storage
 
     _quiet_optuna()
     out = args.out or f"{args.name}-trials.csv"
@@ -380,7 +380,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_tasks(args: argparse.Namespace) -> int:
-    from objectives import TASKS
+    from stagetune.objectives import TASKS
 
     for name, task in sorted(TASKS.items()):
         print(
@@ -388,12 +388,12 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
             f"{task.direction} val {task.metric_name}  {task.description}"
         )
     print("\nYour own model: --task module:attribute or --task path/to/file.py:attribute")
-    print("(an objectives.Task, or a function returning one; see examples/own_model.py).")
+    print("(a stagetune.objectives.Task, or a function returning one; see examples/own_model.py).")
     return 0
 
 
 def _cmd_profiles(args: argparse.Namespace) -> int:
-    from spaces import PROFILES, get_profile, plan_to_toml
+    from stagetune.spaces import PROFILES, get_profile, plan_to_toml
 
     if args.name:
         profile = get_profile(args.name)
@@ -413,7 +413,7 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def _search_error(message: str) -> Exception:
-    from search._search import SearchError
+    from stagetune.search._search import SearchError
 
     return SearchError(message)
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search._search import SearchError, load_search
+from stagetune.search._search import SearchError, load_search
 
 if TYPE_CHECKING:
     import pandas

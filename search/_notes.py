@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from spaces import Plan, Stage
-from spaces._guide import PRIORITY_ORDER
-from storage import StageLineage, read_lineage, search_stages
+from stagetune.spaces import Plan, Stage
+from stagetune.spaces._guide import PRIORITY_ORDER
+from stagetune.storage import StageLineage, read_lineage, search_stages
 
 if TYPE_CHECKING:
     import optuna

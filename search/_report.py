@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from search._notes import find_range_test
-from search._search import load_search
-from storage import StageLineage
+from stagetune.search._notes import find_range_test
+from stagetune.search._search import load_search
+from stagetune.storage import StageLineage
 
 if TYPE_CHECKING:
     import matplotlib.figure

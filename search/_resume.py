@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from storage import find_orphans, search_stages, study_name
+from stagetune.storage import find_orphans, search_stages, study_name
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
-    from search._search import StagedSearch
+    from stagetune.search._search import StagedSearch
 
 
 def _stored_settings(storage: BaseStorage, name: str) -> dict[str, Any] | None:
@@ -53,7 +53,7 @@ def _plan_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def check_resume(search: StagedSearch) -> None:
     """Raise :class:`SearchError` if search ``search.name`` exists with other settings."""
-    from search._search import SearchError
+    from stagetune.search._search import SearchError
 
     stages = search_stages(search.storage, search.name)
     fingerprint = search.fingerprint()
@@ -84,7 +84,7 @@ def delete_search(storage: BaseStorage, name: str) -> list[str]:
     import optuna
     from optuna.trial import TrialState
 
-    from search._search import SearchError
+    from stagetune.search._search import SearchError
 
     prefix = study_name(name, "")
     studies = [s.study_name for s in storage.get_all_studies() if s.study_name.startswith(prefix)]

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from objectives import Task, get_task
-from search import _barrier, _stages
-from search import _notes as notes
-from spaces import Param, Plan, Stage, default_plan
-from storage import (
+from stagetune.objectives import Task, get_task
+from stagetune.search import _barrier, _stages
+from stagetune.search import _notes as notes
+from stagetune.spaces import Param, Plan, Stage, default_plan
+from stagetune.storage import (
     DEFAULT_MAX_AGE,
     StageLineage,
     find_orphans,
@@ -120,7 +120,7 @@ class StagedSearch:
 
     Args:
         plan: The stages and defaults; ``None`` takes the task's profile.
-        task: A :class:`objectives.Task`, the name of a built-in task, or your
+        task: A :class:`stagetune.objectives.Task`, the name of a built-in task, or your
             own as ``"module:attribute"`` / ``"path/to/file.py:attribute"``.
         storage: Storage URL, SQLite path, Optuna storage, or ``None`` for
             ``sqlite:///stagetune.db``.
@@ -249,7 +249,7 @@ class StagedSearch:
             SearchError: The search exists with another plan, task or epoch count
                 (and ``new`` is false), or it is running and ``new`` is true.
         """
-        from search._resume import check_resume, delete_search
+        from stagetune.search._resume import check_resume, delete_search
 
         if new:
             delete_search(self.storage, self.name)
@@ -455,7 +455,7 @@ def task_plan(task: Task, *, n_trials: int | None = None) -> Plan:
     A task may name a profile this version does not define yet; it then gets
     the ``mlp`` profile's plan, which trains any model.
     """
-    from spaces import PROFILES
+    from stagetune.spaces import PROFILES
 
     profile = task.profile if task.profile in PROFILES else "mlp"
     return default_plan(profile, n_trials=n_trials)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from objectives import (
+from stagetune.objectives import (
     ConfigError,
     FinalObjective,
     RangeTestObjective,
@@ -21,15 +21,15 @@ from objectives import (
     TrainConfig,
     diagnose_fit,
 )
-from objectives._diagnosis import summarize_lr_diagnoses
-from spaces import FloatParam, IntParam, Param, Plan, Stage, narrow_lr_range
-from spaces._direction import directed_param
+from stagetune.objectives._diagnosis import summarize_lr_diagnoses
+from stagetune.spaces import FloatParam, IntParam, Param, Plan, Stage, narrow_lr_range
+from stagetune.spaces._direction import directed_param
 
 if TYPE_CHECKING:
     import optuna
     import torch
 
-    from objectives import Task
+    from stagetune.objectives import Task
 
 #: Study user attributes written by the stage kinds (public: dashboards and reports
 #: read them).

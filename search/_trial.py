@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from search._workers import Interrupted, critical
+from stagetune.search._workers import Interrupted, critical
 
 if TYPE_CHECKING:
     import optuna
@@ -85,7 +85,7 @@ def run_trial(
     import optuna
     from optuna.trial import TrialState
 
-    from storage import INTERRUPTED_ATTR, fail_and_retry
+    from stagetune.storage import INTERRUPTED_ATTR, fail_and_retry
 
     storage = study._storage
     interval = getattr(storage, "get_heartbeat_interval", lambda: None)()

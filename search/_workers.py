@@ -3,7 +3,7 @@
 ``stagetune run --workers N`` starts N processes (``spawn``, one torch thread
 each) that all run the same search on the same storage, exactly as N copies of
 ``stagetune run`` started in N terminals would: they share the stages through
-the storage (see ``search._barrier``), so a process started later, here or on
+the storage (see ``stagetune.search._barrier``), so a process started later, here or on
 another machine, joins them.
 
 SIGTERM and SIGINT raise :class:`Interrupted` in the main thread, except inside
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from search._search import SearchResult, StagedSearch
+    from stagetune.search._search import SearchResult, StagedSearch
 
 #: Seconds the parent waits for interrupted workers to fail their trials and exit.
 STOP_TIMEOUT = 120.0
@@ -137,7 +137,7 @@ def _worker_main(spec: WorkerSpec) -> None:
     code = 0
     restore = install_signal_handlers()
     try:
-        from search._cli import _quiet_optuna, _user_errors
+        from stagetune.search._cli import _quiet_optuna, _user_errors
 
         _stop_with_parent()
         import torch
@@ -207,7 +207,7 @@ def run_workers(
     """
     import multiprocessing
 
-    from search._search import SearchError
+    from stagetune.search._search import SearchError
 
     if workers < 1:
         raise SearchError(f"workers must be >= 1, but got {workers}.")

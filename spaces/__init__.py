@@ -1,8 +1,8 @@
 """The guide as data: ranges, defaults, profiles, recipes and staged plans."""
 
-from spaces._config import PlanFileError, load_plan, plan_from_toml, plan_to_toml
-from spaces._guide import LR_SYMPTOMS, RECIPES
-from spaces._params import (
+from stagetune.spaces._config import PlanFileError, load_plan, plan_from_toml, plan_to_toml
+from stagetune.spaces._guide import LR_SYMPTOMS, RECIPES
+from stagetune.spaces._params import (
     CategoricalParam,
     FloatParam,
     IntParam,
@@ -10,10 +10,17 @@ from spaces._params import (
     SpaceError,
     param_from_dict,
 )
-from spaces._plan import STAGE_KINDS, Plan, PrunerSpec, SamplerSpec, Stage
-from spaces._profiles import FIVE_STEPS, PROFILES, Profile, core_plan, default_plan, get_profile
-from spaces._range import LrWindow, RangeTestSpec, narrow_lr_range
-from spaces._scaling import ScaledLr, micro_batching, scale_lr
+from stagetune.spaces._plan import STAGE_KINDS, Plan, PrunerSpec, SamplerSpec, Stage
+from stagetune.spaces._profiles import (
+    FIVE_STEPS,
+    PROFILES,
+    Profile,
+    core_plan,
+    default_plan,
+    get_profile,
+)
+from stagetune.spaces._range import LrWindow, RangeTestSpec, narrow_lr_range
+from stagetune.spaces._scaling import ScaledLr, micro_batching, scale_lr
 
 __all__ = [
     "FIVE_STEPS",

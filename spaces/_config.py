@@ -45,18 +45,19 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from spaces._params import Param, SpaceError, param_from_dict
-from spaces._plan import STAGE_KINDS, Plan, PrunerSpec, SamplerSpec, Stage
-from spaces._profiles import PROFILES, get_profile
-from spaces._range import RangeTestSpec
+from stagetune.spaces._params import Param, SpaceError, param_from_dict
+from stagetune.spaces._plan import STAGE_KINDS, Plan, PrunerSpec, SamplerSpec, Stage
+from stagetune.spaces._profiles import PROFILES, get_profile
+from stagetune.spaces._range import RangeTestSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-#: The training hyperparameters a ``[defaults]`` table may set (``objectives.TrainConfig``'s
-#: fields; a test keeps the two in step). Anything else goes under ``[model]``.
+#: The training hyperparameters a ``[defaults]`` table may set
+#: (``stagetune.objectives.TrainConfig``'s fields; a test keeps the two in step). Anything
+#: else goes under ``[model]``.
 TRAINING_PARAMS: tuple[str, ...] = (
     "optimizer",
     "lr",

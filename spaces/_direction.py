@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from spaces._guide import REGULARIZERS, REGULARIZERS_SOURCE
-from spaces._params import CategoricalParam, FloatParam, IntParam, Param
+from stagetune.spaces._guide import REGULARIZERS, REGULARIZERS_SOURCE
+from stagetune.spaces._params import CategoricalParam, FloatParam, IntParam, Param
 
 
 def directed_param(param: Param, current: object, direction: int) -> Param | None:

@@ -240,7 +240,7 @@ CNN_WARMUP = 0.0
 
 #: The loop warms up for ``warmup_fraction`` of the run, or for ``warmup_steps`` when
 #: a recipe counts steps; a step count larger than half the run is cut to half the
-#: run (``objectives._optim.MAX_WARMUP_SHARE``): the guide's counts assume runs of
+#: run (``stagetune.objectives._optim.MAX_WARMUP_SHARE``): the guide's counts assume runs of
 #: 100k+ steps, and a warmup that never ends leaves no decay.
 WARMUP_DECISION = (
     "Fractions (BERT fine-tuning 6-10%) are used as fractions, the lower end (6%, as "
@@ -424,7 +424,7 @@ class LrSymptom:
     source: str = "Learning Rate / Signs you have the wrong LR"
 
 
-#: Keyed by the class names ``objectives.diagnose_lr`` gives a loss curve.
+#: Keyed by the class names ``stagetune.objectives.diagnose_lr`` gives a loss curve.
 LR_SYMPTOMS: dict[str, LrSymptom] = {
     "explodes": LrSymptom("Loss explodes immediately", "LR too high", "Divide by 10"),
     "barely_moves": LrSymptom("Loss barely moves", "LR too low", "Multiply by 10"),

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from spaces._params import FloatParam, Param, SpaceError
-from spaces._range import RangeTestSpec
+from stagetune.spaces._params import FloatParam, Param, SpaceError
+from stagetune.spaces._range import RangeTestSpec
 
 if TYPE_CHECKING:
     from optuna.pruners import BasePruner

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from spaces._guide import (
+from stagetune.spaces._guide import (
     BATCH_SIZE,
     CNN_WARMUP,
     DROPOUT,
@@ -35,9 +35,9 @@ from spaces._guide import (
     WeightDecayRow,
     weight_decay_range,
 )
-from spaces._params import CategoricalParam, FloatParam, SpaceError
-from spaces._plan import Plan, PrunerSpec, SamplerSpec, Stage
-from spaces._range import RangeTestSpec
+from stagetune.spaces._params import CategoricalParam, FloatParam, SpaceError
+from stagetune.spaces._plan import Plan, PrunerSpec, SamplerSpec, Stage
+from stagetune.spaces._range import RangeTestSpec
 
 #: The guide's five steps, as stage names: the default plan of every profile.
 FIVE_STEPS: tuple[str, ...] = ("lr_range_test", "lr", "weight_decay", "regularization", "final")

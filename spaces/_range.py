@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from spaces._params import SpaceError
+from stagetune.spaces._params import SpaceError
 
 RangeTestRule = Literal["min_loss", "steepest"]
 RANGE_TEST_RULES: tuple[str, ...] = ("min_loss", "steepest")

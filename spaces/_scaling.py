@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from spaces._guide import LINEAR_SCALING
-from spaces._params import SpaceError
+from stagetune.spaces._guide import LINEAR_SCALING
+from stagetune.spaces._params import SpaceError
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Where studies live: storage URLs, SQLite/PostgreSQL, locks, stage lineage, crash recovery."""
 
-from storage._buffered import FLUSH_INTERVAL, BufferedStorage
-from storage._lineage import (
+from stagetune.storage._buffered import FLUSH_INTERVAL, BufferedStorage
+from stagetune.storage._lineage import (
     LINEAGE_KEYS,
     StageLineage,
     read_lineage,
@@ -9,8 +9,8 @@ from storage._lineage import (
     study_name,
     write_lineage,
 )
-from storage._locking import LockTimeoutError, search_lock
-from storage._recovery import (
+from stagetune.storage._locking import LockTimeoutError, search_lock
+from stagetune.storage._recovery import (
     DEFAULT_MAX_AGE,
     INTERRUPTED_ATTR,
     WORKER_ATTR,
@@ -21,8 +21,8 @@ from storage._recovery import (
     recover_dead_trials,
     retry_callback,
 )
-from storage._retry import transient_kind
-from storage._storage import (
+from stagetune.storage._retry import transient_kind
+from stagetune.storage._storage import (
     DEFAULT_STORAGE,
     StorageError,
     open_storage,

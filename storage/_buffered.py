@@ -252,8 +252,8 @@ class BufferedStorage(_CachedStorage):
 
     def _retrying(self, name: str, function: Callable[..., Any], *args: Any) -> Any:
         """``function(*args)``, retried like the RDB storage's own calls while the
-        database is busy or the connection was lost (see ``storage._retry``)."""
-        from storage._retry import _call_with_retry
+        database is busy or the connection was lost (see ``stagetune.storage._retry``)."""
+        from stagetune.storage._retry import _call_with_retry
 
         if not hasattr(self._backend, "retry_for"):
             return function(*args)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import sqlalchemy.engine
     from optuna.storages import RDBStorage
 
-    from storage._buffered import BufferedStorage
+    from stagetune.storage._buffered import BufferedStorage
 
 #: Where a search lives when no storage is given: a SQLite file in the working directory.
 DEFAULT_STORAGE = "sqlite:///stagetune.db"
@@ -250,12 +250,12 @@ def open_storage(
         retry_for: Seconds a storage call retries a busy or lost database
             before it raises (default 600).
         flush_interval: Seconds a running trial's reports may wait in memory
-            before they are committed (default ``storage.FLUSH_INTERVAL``, 1 s;
+            before they are committed (default ``stagetune.storage.FLUSH_INTERVAL``, 1 s;
             ``0``: commit each at once). A finished trial is always committed
             whole, before its state.
 
     Returns:
-        For searches, a :class:`~storage.BufferedStorage` over Optuna's
+        For searches, a :class:`~stagetune.storage.BufferedStorage` over Optuna's
         ``RDBStorage`` (fewer round trips per trial); with ``read_only``, the
         ``RDBStorage`` itself.
 
@@ -277,9 +277,9 @@ def open_storage(
     import sqlalchemy
     import sqlalchemy.exc
 
-    from storage._locking import LockTimeoutError, url_lock
-    from storage._recovery import retry_callback
-    from storage._retry import RETRY_FOR, retrying_storage_class
+    from stagetune.storage._locking import LockTimeoutError, url_lock
+    from stagetune.storage._recovery import retry_callback
+    from stagetune.storage._retry import RETRY_FOR, retrying_storage_class
 
     url = storage_url(storage)
     parsed = _parse(url)
@@ -339,7 +339,7 @@ def open_storage(
         rdb.engine.dispose()
     if read_only:
         return rdb
-    from storage._buffered import FLUSH_INTERVAL, BufferedStorage
+    from stagetune.storage._buffered import FLUSH_INTERVAL, BufferedStorage
 
     return BufferedStorage(
         rdb, flush_interval=FLUSH_INTERVAL if flush_interval is None else flush_interval

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spaces import Plan, core_plan
+from stagetune.spaces import Plan, core_plan
 
 #: Set by .ci/run when it started a PostgreSQL server for the tests.
 POSTGRES_URL_ENV = "STAGETUNE_TEST_POSTGRES_URL"

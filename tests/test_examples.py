@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from objectives import get_task, load_splits
-from search import StagedSearch
-from search._cli import main
-from spaces import default_plan
+from stagetune.objectives import get_task, load_splits
+from stagetune.search import StagedSearch
+from stagetune.search._cli import main
+from stagetune.spaces import default_plan
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "own_model.py"
 
@@ -42,7 +42,7 @@ def test_own_model_from_python_with_a_dataset(tmp_path: Path) -> None:
 def test_the_example_learns() -> None:
     import torch
 
-    from objectives import TrainConfig, train
+    from stagetune.objectives import TrainConfig, train
 
     task = get_task(f"{EXAMPLE}:task")
     result = train(

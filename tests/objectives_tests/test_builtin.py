@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from objectives import TASKS, TaskError, TrainConfig, get_task, load_splits, train
+from stagetune.objectives import TASKS, TaskError, TrainConfig, get_task, load_splits, train
 
 CPU = torch.device("cpu")
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from objectives import diagnose_fit, diagnose_lr
-from objectives._diagnosis import LR_LABELS, summarize_lr_diagnoses
+from stagetune.objectives import diagnose_fit, diagnose_lr
+from stagetune.objectives._diagnosis import LR_LABELS, summarize_lr_diagnoses
 
 HEALTHY = [2.3 * math.exp(-0.25 * i) for i in range(20)]  # steady fall on a log scale
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from objectives import FinalObjective, get_task
-from objectives._tasks import load_splits
-from objectives._train import evaluate
+from stagetune.objectives import FinalObjective, get_task
+from stagetune.objectives._tasks import load_splits
+from stagetune.objectives._train import evaluate
 
 CPU = torch.device("cpu")
 
@@ -54,7 +54,7 @@ def test_the_test_metric_is_the_best_epochs_model() -> None:
     )
     best_epoch = trial.user_attrs["best_epoch"]
     task = get_task("digits-mlp")
-    from objectives import TrainConfig, train
+    from stagetune.objectives import TrainConfig, train
 
     models: list[torch.nn.Module] = []
 

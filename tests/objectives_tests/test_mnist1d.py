@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from objectives import TrainConfig, get_task, load_splits, train
-from objectives._mnist1d import load_mnist1d, mnist1d_arrays
+from stagetune.objectives import TrainConfig, get_task, load_splits, train
+from stagetune.objectives._mnist1d import load_mnist1d, mnist1d_arrays
 
 CPU = torch.device("cpu")
 

@@ -6,8 +6,8 @@ import torch
 from optuna.trial import TrialState
 from torch import nn
 
-from objectives import StageObjective, Task, TrainConfig, get_task, load_splits, train
-from spaces import FloatParam
+from stagetune.objectives import StageObjective, Task, TrainConfig, get_task, load_splits, train
+from stagetune.spaces import FloatParam
 
 
 def test_objective_reports_every_epoch_and_records_the_last() -> None:
@@ -192,7 +192,7 @@ def test_nan_trial_is_diagnosed_as_exploding() -> None:
 
 
 def test_lr_scales_linearly_with_the_batch_when_a_reference_batch_is_set() -> None:
-    from spaces import CategoricalParam
+    from stagetune.spaces import CategoricalParam
 
     study = optuna.create_study(direction="maximize")
     objective = StageObjective(
@@ -210,7 +210,7 @@ def test_lr_scales_linearly_with_the_batch_when_a_reference_batch_is_set() -> No
 
 
 def test_a_batch_past_the_scaling_limit_warns() -> None:
-    from objectives._objective import scale_for_batch
+    from stagetune.objectives._objective import scale_for_batch
 
     with pytest.warns(UserWarning, match="past the linear scaling rule's limit"):
         params = scale_for_batch({"lr": 0.1, "batch_size": 8192}, 256)

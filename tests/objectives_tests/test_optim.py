@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from objectives import ConfigError, TrainConfig
-from objectives._optim import (
+from stagetune.objectives import ConfigError, TrainConfig
+from stagetune.objectives._optim import (
     MAX_WARMUP_SHARE,
     build_optimizer,
     build_scheduler,

@@ -8,11 +8,17 @@ import optuna
 import pytest
 import torch
 
-from objectives import RangeTestObjective, RangeTestResult, TrainConfig, get_task, run_range_test
-from objectives._range_test import smooth, stop_reason
-from objectives._tasks import load_splits
-from spaces import FloatParam, RangeTestSpec
-from spaces._guide import LEARNING_RATE
+from stagetune.objectives import (
+    RangeTestObjective,
+    RangeTestResult,
+    TrainConfig,
+    get_task,
+    run_range_test,
+)
+from stagetune.objectives._range_test import smooth, stop_reason
+from stagetune.objectives._tasks import load_splits
+from stagetune.spaces import FloatParam, RangeTestSpec
+from stagetune.spaces._guide import LEARNING_RATE
 
 CPU = torch.device("cpu")
 

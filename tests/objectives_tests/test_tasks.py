@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from objectives import Splits, Task, TaskError, load_splits
+from stagetune.objectives import Splits, Task, TaskError, load_splits
 
 
 def _build(params: object) -> nn.Module:
@@ -57,7 +57,7 @@ def test_load_must_return_splits_and_is_called_once() -> None:
     assert load_splits(task) is load_splits(task)
     assert calls == [1]
     bad = Task(name="bad", load=lambda: (_pair(2), _pair(2)), build_model=_build)  # type: ignore[arg-type,return-value]
-    with pytest.raises(TaskError, match=r"load\(\) must return objectives.Splits"):
+    with pytest.raises(TaskError, match=r"load\(\) must return stagetune.objectives.Splits"):
         load_splits(bad)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from objectives import (
+from stagetune.objectives import (
     ConfigError,
     NonFiniteLossError,
     Splits,
@@ -15,8 +15,8 @@ from objectives import (
     load_splits,
     train,
 )
-from objectives._optim import param_groups
-from objectives._train import loader_workers
+from stagetune.objectives._optim import param_groups
+from stagetune.objectives._train import loader_workers
 from tests.objectives_tests.test_optim import trajectory
 
 CPU = torch.device("cpu")
@@ -59,7 +59,7 @@ def test_adamw_decays_weights_but_not_biases() -> None:
         model.weight.fill_(1.0)
         model.bias.fill_(1.0)
     config = TrainConfig(optimizer="adamw", lr=0.1, weight_decay=0.5)
-    from objectives._optim import build_optimizer
+    from stagetune.objectives._optim import build_optimizer
 
     optimizer = build_optimizer(model, config)
     for p in model.parameters():
@@ -119,7 +119,7 @@ def test_accumulated_gradient_equals_the_batch_gradient() -> None:
     x, y = x[:50], y[:50]
     torch.manual_seed(0)
     model = task.build_model({})
-    from objectives._train import Precision, _accumulate
+    from stagetune.objectives._train import Precision, _accumulate
 
     _accumulate(task, model, Precision(False, CPU), x, y, micro=8)  # 8+8+...+2 rows
     accumulated = [p.grad.clone() for p in model.parameters()]  # type: ignore[union-attr]

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from objectives import Task, TaskError, get_task
-from objectives._user_task import is_task_reference, load_task_reference
+from stagetune.objectives import Task, TaskError, get_task
+from stagetune.objectives._user_task import is_task_reference, load_task_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "own_model.py"
 
 MODULE = """
-from objectives import Splits, Task
+from stagetune.objectives import Splits, Task
 import torch
 
 def _load():
@@ -62,7 +62,7 @@ def test_file_path_reference(module_dir: Path) -> None:
     ("reference", "message"),
     [
         ("my_tasks:nope", "'my_tasks' has no attribute 'nope'"),
-        ("my_tasks:not_a_task", "must be an objectives.Task .* but it is int"),
+        ("my_tasks:not_a_task", "must be a stagetune.objectives.Task .* but it is int"),
         ("no_such_module_here:task", "Cannot import module 'no_such_module_here'"),
         ("missing/file.py:task", "No file .*missing/file.py"),
     ],

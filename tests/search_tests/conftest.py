@@ -45,8 +45,8 @@ def small_search(tmp_path_factory: pytest.TempPathFactory) -> SmallSearch:
     seconds); tests/search_tests/test_stages.py browses the whole five-step plan."""
     import torch
 
-    from search import StagedSearch
-    from spaces import core_plan
+    from stagetune.search import StagedSearch
+    from stagetune.spaces import core_plan
 
     url = f"sqlite:///{tmp_path_factory.mktemp('browse') / 'search.db'}"
     plan = core_plan("mlp", n_trials=4)

@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from storage import WORKER_ATTR, open_storage
+from stagetune.storage import WORKER_ATTR, open_storage
 
 STAGES = ("lr", "weight_decay", "regularization")
 SEARCHED = {"lr": "lr", "weight_decay": "weight_decay", "regularization": "dropout"}
@@ -30,7 +30,7 @@ Snapshot = dict[tuple[str, int], tuple[str, float | None, dict[str, Any], dict[i
 def stagetune(url: str, name: str, *extra: str, trials: int = 3, epochs: int = 5) -> list[str]:
     """The command line of a quiet `stagetune run`."""
     return [
-        sys.executable, "-m", "search", "run", "--storage", url, "--name", name,
+        sys.executable, "-m", "stagetune", "run", "--storage", url, "--name", name,
         "--trials", str(trials), "--epochs", str(epochs), "--quiet", "--threads", "1", *extra,
     ]  # fmt: skip
 

@@ -10,12 +10,12 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from objectives import Task, get_task
-from objectives._tasks import accuracy
-from search import StagedSearch
-from search._barrier import claim_slot, count_trials
-from spaces import default_plan
-from storage import WORKER_ATTR, open_storage
+from stagetune.objectives import Task, get_task
+from stagetune.objectives._tasks import accuracy
+from stagetune.search import StagedSearch
+from stagetune.search._barrier import claim_slot, count_trials
+from stagetune.spaces import default_plan
+from stagetune.storage import WORKER_ATTR, open_storage
 from tests.conftest import StorageSupplier
 from tests.search_tests.nothing_lost import assert_nothing_lost, studies, wait_until
 
@@ -106,7 +106,7 @@ def test_a_failed_trial_frees_its_slot_for_its_retry(sqlite_url: str) -> None:
     assert first is not None
     assert claim_slot(study, 1, None) is None  # the only slot is taken
 
-    from storage import fail_and_retry
+    from stagetune.storage import fail_and_retry
 
     assert fail_and_retry(study, first._trial_id)
     retry: Any = claim_slot(study, 1, None)

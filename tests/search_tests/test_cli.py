@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from search._cli import main
+from stagetune.search._cli import main
 
 
 def test_run_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -40,7 +40,7 @@ def test_run_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 )
 def test_user_errors_exit_2_with_one_line(argv: list[str], message: str) -> None:
     process = subprocess.run(
-        [sys.executable, "-m", "search", *argv], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "stagetune", *argv], capture_output=True, text=True, timeout=120
     )
     assert process.returncode == 2
     assert process.stderr.startswith("stagetune: error: ")
@@ -50,7 +50,7 @@ def test_user_errors_exit_2_with_one_line(argv: list[str], message: str) -> None
 
 
 def test_status_of_missing_search(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from storage import open_storage
+    from stagetune.storage import open_storage
 
     open_storage(sqlite_url)
     assert main(["status", "--storage", sqlite_url, "--name", "nope"]) == 2
@@ -102,7 +102,7 @@ def test_new_is_refused_while_the_search_has_live_workers(
 ) -> None:
     import optuna
 
-    from storage import claim_trial, open_storage
+    from stagetune.storage import claim_trial, open_storage
 
     assert main(run_args(sqlite_url, "--trials", "2")) == 0
     study = optuna.load_study(study_name="c/lr", storage=open_storage(sqlite_url))
@@ -120,7 +120,7 @@ def test_status_shows_orphaned_and_retried_trials_and_changes_nothing(
     import optuna
     from optuna.trial import TrialState
 
-    from storage import WORKER_ATTR, claim_trial, open_storage
+    from stagetune.storage import WORKER_ATTR, claim_trial, open_storage
 
     assert main(run_args(sqlite_url, "--trials", "2")) == 0
     storage = open_storage(sqlite_url)
@@ -142,7 +142,7 @@ def test_status_shows_orphaned_and_retried_trials_and_changes_nothing(
     assert study.trials[2].state == TrialState.RUNNING  # status only reads
 
     # A run recovers it; status then shows the retry and what it replaced.
-    from storage import recover_dead_trials
+    from stagetune.storage import recover_dead_trials
 
     assert recover_dead_trials(study) == [2]
     assert main(["status", "--storage", sqlite_url, "--name", "c"]) == 0
@@ -161,9 +161,9 @@ def test_read_only_commands_on_a_missing_database_create_nothing(
 
 
 def test_progress_of_workers_is_read_from_storage(sqlite_url: str) -> None:
-    from search import StagedSearch
-    from search._cli import _StorageProgress
-    from spaces import default_plan
+    from stagetune.search import StagedSearch
+    from stagetune.search._cli import _StorageProgress
+    from stagetune.spaces import default_plan
 
     search = StagedSearch(
         default_plan("mlp", n_trials=2), storage=sqlite_url, name="p", epochs=2, progress=None

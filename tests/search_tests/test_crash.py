@@ -13,9 +13,9 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from search import StagedSearch
-from spaces import default_plan
-from storage import INTERRUPTED_ATTR, WORKER_ATTR, open_storage
+from stagetune.search import StagedSearch
+from stagetune.spaces import default_plan
+from stagetune.storage import INTERRUPTED_ATTR, WORKER_ATTR, open_storage
 from tests.search_tests.nothing_lost import (
     assert_nothing_lost,
     finish,

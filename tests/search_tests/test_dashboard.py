@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import optuna
 import pytest
 
-from search._dashboard import is_loopback
+from stagetune.search._dashboard import is_loopback
 from tests.search_tests.conftest import SmallSearch, keep_screenshot
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ PAGE_TIMEOUT_MS = 30_000
 def start_dashboard(*args: str) -> tuple[subprocess.Popen[str], str]:
     """Run ``stagetune dashboard ARGS`` and return it with the first line it prints."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "search", "dashboard", *args],
+        [sys.executable, "-m", "stagetune", "dashboard", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -8,10 +8,10 @@ import optuna
 import pandas
 import pytest
 
-from search._cli import main
-from search._export import export_trials, trials_frame
-from search._search import SearchError
-from storage import open_storage
+from stagetune.search._cli import main
+from stagetune.search._export import export_trials, trials_frame
+from stagetune.search._search import SearchError
+from stagetune.storage import open_storage
 from tests.search_tests.conftest import SmallSearch
 
 

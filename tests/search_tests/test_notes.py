@@ -8,8 +8,8 @@ import pytest
 from optuna.trial import TrialState, create_trial
 from optuna_dashboard import get_note
 
-from search import StagedSearch
-from search._notes import (
+from stagetune.search import StagedSearch
+from stagetune.search._notes import (
     RANGE_TEST_ATTR,
     diagnosis_label,
     find_range_test,
@@ -17,8 +17,8 @@ from search._notes import (
     search_note,
     stage_note,
 )
-from spaces import Plan, Stage, core_plan
-from storage import StageLineage, write_lineage
+from stagetune.spaces import Plan, Stage, core_plan
+from stagetune.storage import StageLineage, write_lineage
 from tests.search_tests.conftest import SmallSearch
 
 
@@ -161,7 +161,7 @@ def test_a_stage_not_started_shows_in_the_search_note() -> None:
 
 
 def lr_param() -> Any:
-    from spaces import FloatParam
+    from stagetune.spaces import FloatParam
 
     return FloatParam("lr", 1e-4, 1e-2, log=True, source="a guide table")
 

@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING
 import optuna
 import pytest
 
-from search._cli import main
-from search._notes import RANGE_TEST_ATTR
-from search._report import (
+from stagetune.search._cli import main
+from stagetune.search._notes import RANGE_TEST_ATTR
+from stagetune.search._report import (
     ReportFiles,
     best_per_stage,
     range_test_curve,
     write_report,
 )
-from search._search import SearchError
-from storage import StageLineage, open_storage, read_lineage, write_lineage
+from stagetune.search._search import SearchError
+from stagetune.storage import StageLineage, open_storage, read_lineage, write_lineage
 from tests.search_tests.conftest import SmallSearch, keep_screenshot
 
 if TYPE_CHECKING:

@@ -4,9 +4,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import SearchError, SearchResult, StagedSearch
-from spaces import FloatParam, Plan, Stage, core_plan
-from storage import open_storage, study_name
+from stagetune.search import SearchError, SearchResult, StagedSearch
+from stagetune.spaces import FloatParam, Plan, Stage, core_plan
+from stagetune.storage import open_storage, study_name
 
 
 def run_search(url: str, plan: Plan, name: str = "s", epochs: int = 2) -> SearchResult:
@@ -116,7 +116,7 @@ def test_trials_are_seeded_in_the_order_they_run_across_stages() -> None:
 
     import torch
 
-    from objectives import get_task
+    from stagetune.objectives import get_task
 
     digits = get_task("digits-mlp")
     seeds: list[int] = []

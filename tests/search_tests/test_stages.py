@@ -10,10 +10,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from objectives import ConfigError
-from search import StagedSearch
-from search._cli import main
-from search._stages import (
+from stagetune.objectives import ConfigError
+from stagetune.search import StagedSearch
+from stagetune.search._cli import main
+from stagetune.search._stages import (
     FINAL_ATTR,
     FIT_ATTR,
     LR_DIAGNOSES_ATTR,
@@ -22,7 +22,7 @@ from search._stages import (
     StageContext,
     validate_plan,
 )
-from spaces import (
+from stagetune.spaces import (
     FloatParam,
     Plan,
     Stage,
@@ -31,8 +31,8 @@ from spaces import (
     load_plan,
     plan_to_toml,
 )
-from spaces._guide import LEARNING_RATE
-from storage import open_storage
+from stagetune.spaces._guide import LEARNING_RATE
+from stagetune.storage import open_storage
 
 FIVE = ("lr_range_test", "lr", "weight_decay", "regularization", "final")
 
@@ -223,7 +223,7 @@ def test_bad_values_fail_before_any_training(tmp_path: Path) -> None:
     path.write_text('[defaults]\noptimizer = "lion"\n')
     db = tmp_path / "cli.db"
     process = subprocess.run(
-        [sys.executable, "-m", "search", "run", "--config", str(path), "--storage", str(db)],
+        [sys.executable, "-m", "stagetune", "run", "--config", str(path), "--storage", str(db)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert process.returncode == 2
@@ -328,7 +328,7 @@ def test_notes_and_metric_names_tell_the_range_test_apart(five_step_run: tuple[s
 def test_the_report_plots_the_range_test_and_leaves_its_loss_out_of_the_metric(
     five_step_run: tuple[str, str], tmp_path: Path
 ) -> None:
-    from search._report import write_report
+    from stagetune.search._report import write_report
 
     url, _ = five_step_run
     files = write_report(open_storage(url), "f", out_dir=tmp_path)

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from optuna.trial import TrialState
 
-from search import StagedSearch
-from spaces import default_plan
-from storage import INTERRUPTED_ATTR, WORKER_ATTR
+from stagetune.search import StagedSearch
+from stagetune.spaces import default_plan
+from stagetune.storage import INTERRUPTED_ATTR, WORKER_ATTR
 from tests.conftest import StorageSupplier
 from tests.search_tests.nothing_lost import (
     STAGES,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spaces import (
+from stagetune.spaces import (
     PROFILES,
     CategoricalParam,
     FloatParam,
@@ -21,7 +21,7 @@ from spaces import (
     plan_from_toml,
     plan_to_toml,
 )
-from spaces._config import TRAINING_PARAMS
+from stagetune.spaces._config import TRAINING_PARAMS
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -216,7 +216,7 @@ def test_load_plan_names_the_file(tmp_path: Path) -> None:
 def test_training_params_are_the_train_configs_fields() -> None:
     from dataclasses import fields
 
-    from objectives import TrainConfig
+    from stagetune.objectives import TrainConfig
 
     trainer = {f.name for f in fields(TrainConfig)} - {"model"}
     assert set(TRAINING_PARAMS) == trainer, (

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from spaces import CategoricalParam, FloatParam, IntParam
-from spaces._direction import directed_param
+from stagetune.spaces import CategoricalParam, FloatParam, IntParam
+from stagetune.spaces._direction import directed_param
 
 
 def test_overfitting_searches_more_dropout_and_underfitting_less() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spaces import _guide as guide
+from stagetune.spaces import _guide as guide
 
 
 def test_priority_order_has_the_guides_ten_items_in_order() -> None:
@@ -185,7 +185,7 @@ def test_optimizer_table() -> None:
         "rl": ("adam", "rmsprop"),
         "very_large": ("adafactor", "lion"),
     }
-    from objectives._config import OPTIMIZERS
+    from stagetune.objectives._config import OPTIMIZERS
 
     for row in guide.OPTIMIZER_BY_MODEL.values():
         assert set(row.available) <= set(OPTIMIZERS) & set(row.optimizers)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from spaces import CategoricalParam, FloatParam, IntParam, SpaceError, param_from_dict
+from stagetune.spaces import CategoricalParam, FloatParam, IntParam, SpaceError, param_from_dict
 
 
 def test_float_param_distribution() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from optuna.pruners import MedianPruner, NopPruner, SuccessiveHalvingPruner
 
-from spaces import (
+from stagetune.spaces import (
     FloatParam,
     Plan,
     PrunerSpec,
@@ -13,7 +13,7 @@ from spaces import (
     core_plan,
     default_plan,
 )
-from spaces import _guide as guide
+from stagetune.spaces import _guide as guide
 
 
 def test_default_plan_is_the_guides_five_steps() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from spaces import PROFILES, FloatParam, core_plan, default_plan, get_profile
-from spaces import _guide as guide
+from stagetune.spaces import PROFILES, FloatParam, core_plan, default_plan, get_profile
+from stagetune.spaces import _guide as guide
 
 FAMILIES = (
     "mlp",
@@ -38,7 +38,7 @@ def test_every_plan_is_the_five_steps_with_defaults_inside_their_ranges(name: st
             assert param.source, (name, param.name)
     # The range test clips to the same range the LR stage searches.
     assert plan.stage("lr_range_test").params == plan.stage("lr").params
-    from objectives import TrainConfig
+    from stagetune.objectives import TrainConfig
 
     TrainConfig.from_params(plan.defaults)  # every default is one the loop accepts
 

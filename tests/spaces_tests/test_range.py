@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from spaces import RangeTestSpec, SpaceError, narrow_lr_range
-from spaces import _range as rng
-from spaces._guide import LEARNING_RATE
+from stagetune.spaces import RangeTestSpec, SpaceError, narrow_lr_range
+from stagetune.spaces import _range as rng
+from stagetune.spaces._guide import LEARNING_RATE
 
 
 def test_the_sweep_is_exponential_from_1e_7_to_10_over_100_batches() -> None:

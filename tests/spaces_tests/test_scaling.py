@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from spaces import SpaceError, micro_batching, scale_lr
-from spaces._guide import LINEAR_SCALING
+from stagetune.spaces import SpaceError, micro_batching, scale_lr
+from stagetune.spaces._guide import LINEAR_SCALING
 
 
 def test_the_guides_example_4x_batch_gives_4x_lr() -> None:

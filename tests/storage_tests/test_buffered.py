@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from storage import BufferedStorage, open_storage
+from stagetune.storage import BufferedStorage, open_storage
 from tests.conftest import StorageSupplier
 
 
@@ -131,7 +131,7 @@ def test_held_values_must_be_json(sqlite_url: str) -> None:
 def test_reports_held_at_exit_are_written(sqlite_url: str) -> None:
     code = f"""
 import optuna
-from storage import open_storage
+from stagetune.storage import open_storage
 storage = open_storage({sqlite_url!r}, flush_interval=3600, heartbeat_interval=None)
 study = optuna.create_study(storage=storage, study_name="s")
 trial = study.ask()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from storage import (
+from stagetune.storage import (
     StageLineage,
     open_storage,
     read_lineage,

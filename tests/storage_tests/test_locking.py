@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from storage import LockTimeoutError, open_storage, search_lock
+from stagetune.storage import LockTimeoutError, open_storage, search_lock
 from tests.conftest import StorageSupplier
 
 HOLD = """
 import sys, time
-from storage import open_storage, search_lock
+from stagetune.storage import open_storage, search_lock
 storage = open_storage(sys.argv[1])
 with search_lock(storage, "s/lr"):
     print("held", flush=True)

@@ -9,8 +9,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from spaces import Plan
-from storage import (
+from stagetune.spaces import Plan
+from stagetune.storage import (
     INTERRUPTED_ATTR,
     WORKER_ATTR,
     claim_trial,
@@ -102,7 +102,7 @@ def test_a_retry_starts_clean_but_keeps_params_and_links(sqlite_url: str) -> Non
 def test_an_old_run_without_heartbeat_is_swept_by_age_on_resume(
     sqlite_url: str, tiny_plan: Plan
 ) -> None:
-    from search import StagedSearch
+    from stagetune.search import StagedSearch
 
     # What a run without heartbeat leaves behind: a RUNNING trial nobody records.
     storage = open_storage(sqlite_url, heartbeat_interval=None)

@@ -9,7 +9,7 @@ import optuna
 import pytest
 import sqlalchemy.exc
 
-from storage import open_storage, transient_kind
+from stagetune.storage import open_storage, transient_kind
 
 
 def hold_write_lock(db: Path, seconds: float) -> threading.Thread:

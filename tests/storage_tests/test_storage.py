@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import optuna
 import pytest
 
-from storage import StorageError, open_storage, redact, storage_url
+from stagetune.storage import StorageError, open_storage, redact, storage_url
 
 if TYPE_CHECKING:
     from tests.conftest import StorageSupplier
@@ -129,7 +129,7 @@ def test_old_optuna_schema_gives_the_upgrade_command_that_works(tmp_path: Path) 
 
 
 def test_upgrade_command_keeps_the_password_out() -> None:
-    from storage._storage import _schema_message
+    from stagetune.storage._storage import _schema_message
 
     error = RuntimeError(
         "... Please execute `$ optuna storage upgrade --storage $STORAGE_URL` ..."
