@@ -43,11 +43,18 @@ from typing import Any
 
 import torch
 
-from stagetune.objectives import TASKS, Splits, Task, TrainConfig, get_task, train
-from stagetune.objectives._range_test import RangeTestResult, run_range_test
-from stagetune.objectives._tasks import load_splits
-from stagetune.spaces import Plan, RangeTestSpec, narrow_lr_range
-from stagetune.spaces._guide import LEARNING_RATE
+from stagetune.objectives import (
+    TASKS,
+    RangeTestResult,
+    Splits,
+    Task,
+    TrainConfig,
+    get_task,
+    load_splits,
+    run_range_test,
+    train,
+)
+from stagetune.spaces import LEARNING_RATE, Plan, RangeTestSpec, narrow_lr_range
 
 CPU = torch.device("cpu")
 RULES: dict[str, Callable[[RangeTestResult], float]] = {

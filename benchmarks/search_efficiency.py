@@ -359,7 +359,7 @@ def run_job(job: Job, *, threads: int = 1) -> dict[str, Any]:
     import torch
 
     from stagetune.objectives import get_task
-    from stagetune.search._search import task_plan
+    from stagetune.search import task_plan
     from stagetune.spaces import core_plan
 
     torch.set_num_threads(threads)

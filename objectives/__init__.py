@@ -2,7 +2,13 @@
 
 from stagetune.objectives._builtin import TASKS, get_task
 from stagetune.objectives._config import ConfigError, TrainConfig
-from stagetune.objectives._diagnosis import FitDiagnosis, LrDiagnosis, diagnose_fit, diagnose_lr
+from stagetune.objectives._diagnosis import (
+    FitDiagnosis,
+    LrDiagnosis,
+    diagnose_fit,
+    diagnose_lr,
+    summarize_lr_diagnoses,
+)
 from stagetune.objectives._final import FinalObjective
 from stagetune.objectives._objective import StageObjective
 from stagetune.objectives._range_test import RangeTestObjective, RangeTestResult, run_range_test
@@ -37,5 +43,6 @@ __all__ = [
     "get_task",
     "load_splits",
     "run_range_test",
+    "summarize_lr_diagnoses",
     "train",
 ]

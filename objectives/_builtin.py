@@ -11,8 +11,13 @@ from stagetune.objectives._mnist1d import (
     load_mnist1d,
     load_mnist1d_small,
 )
-from stagetune.objectives._tasks import Splits, Task, TaskError
-from stagetune.objectives._user_task import is_task_reference, load_task_reference
+from stagetune.objectives._tasks import (
+    Splits,
+    Task,
+    TaskError,
+    is_task_reference,
+    load_task_reference,
+)
 
 if TYPE_CHECKING:
     import torch

@@ -1,13 +1,26 @@
-"""Staged searches: what users call from scripts, the CLI and the dashboard."""
+"""Staged searches: what users call from scripts, the CLI and the dashboard.
 
-from stagetune.search._search import (
-    SearchError,
-    SearchResult,
-    StagedSearch,
-    StageSummary,
-    search_status,
-)
-from stagetune.search._workers import Interrupted, WorkerExit, run_workers
+The modules of this package form layers; a module imports only modules below it
+(``tests/test_imports.py`` fails otherwise), bottom first:
+
+1. ``_errors`` (``SearchError``), ``_signals`` (SIGINT/SIGTERM as ``Interrupted``)
+2. ``_trial`` (one claimed trial), ``_stages`` (what each stage kind does)
+3. ``_barrier`` (one stage among any number of workers)
+4. ``_read`` (the read side: a search's stage studies and summaries), ``_notes``
+5. ``_resume``, ``_report``, ``_export``, ``_dashboard`` (read-side commands)
+6. ``_search`` (``StagedSearch``: the stages in order)
+7. ``_workers`` (N processes of one search)
+8. this face, and ``_cli`` (the ``stagetune`` command), imported by nothing but
+   ``__main__``
+
+docs/architecture.md says what each layer holds.
+"""
+
+from stagetune.search._errors import SearchError
+from stagetune.search._read import SearchResult, StageSummary, search_status
+from stagetune.search._search import StagedSearch, task_plan
+from stagetune.search._signals import Interrupted
+from stagetune.search._workers import WorkerExit, run_workers
 
 __all__ = [
     "Interrupted",
@@ -18,4 +31,5 @@ __all__ = [
     "WorkerExit",
     "run_workers",
     "search_status",
+    "task_plan",
 ]

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
+from stagetune.search._signals import Interrupted, check_interrupted, critical
 from stagetune.search._trial import run_trial
-from stagetune.search._workers import Interrupted, check_interrupted, critical
 from stagetune.storage import (
     StageLineage,
     claim_trial,

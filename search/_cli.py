@@ -7,10 +7,13 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from stagetune.search._errors import SearchError, user_errors
+from stagetune.search._workers import quiet_optuna
+
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
-    from stagetune.search._search import SearchResult, StageSummary
+    from stagetune.search._read import SearchResult, StageSummary
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -109,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return int(code)
-    except _user_errors() as error:
+    except user_errors() as error:
         print(f"stagetune: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
 
@@ -118,25 +121,10 @@ def entry_point() -> None:
     sys.exit(main())
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from stagetune.objectives import ConfigError, TaskError
-    from stagetune.search._search import SearchError
-    from stagetune.spaces import SpaceError
-    from stagetune.storage import StorageError
-
-    return (SpaceError, StorageError, TaskError, ConfigError, SearchError)
-
-
-def _quiet_optuna() -> None:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from stagetune.objectives import get_task
-    from stagetune.search._search import Progress, SearchError, StagedSearch, task_plan
-    from stagetune.search._workers import install_signal_handlers
+    from stagetune.search._search import Progress, StagedSearch, task_plan
+    from stagetune.search._signals import install_signal_handlers
     from stagetune.spaces import default_plan, load_plan
 
     if args.trials is not None and args.trials < 1:
@@ -145,7 +133,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise SearchError(f"--workers must be >= 1, but got {args.workers}.")
     if args.threads is not None and args.threads < 1:
         raise SearchError(f"--threads must be >= 1, but got {args.threads}.")
-    _quiet_optuna()
+    quiet_optuna()
     task = get_task(args.task)
     if args.config:
         plan = load_plan(args.config)
@@ -226,7 +214,8 @@ class _StorageProgress:
         self._bars: dict[str, Any] = {}
 
     def poll(self) -> None:
-        from stagetune.search._search import Progress, search_status
+        from stagetune.search._read import search_status
+        from stagetune.search._search import Progress
 
         try:
             stages = search_status(self._search.storage, self._search.name)
@@ -281,10 +270,10 @@ def _print_result(result: SearchResult, metric: str, storage: BaseStorage | None
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from stagetune.search._search import search_status
+    from stagetune.search._read import search_status
     from stagetune.storage import open_storage
 
-    _quiet_optuna()
+    quiet_optuna()
     storage = open_storage(args.storage, read_only=True)
     stages = search_status(storage, args.name)
     print(f"Search {args.name!r}")
@@ -341,7 +330,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     from stagetune.storage import open_storage
 
     if not 0 <= args.port <= 65535:
-        raise _search_error(f"--port must be in 0..65535, but got {args.port}.")
+        raise SearchError(f"--port must be in 0..65535, but got {args.port}.")
     storage = open_storage(args.storage, read_only=True)
     if not is_loopback(args.host):
         print(
@@ -361,7 +350,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from stagetune.search._report import write_report
     from stagetune.storage import open_storage
 
-    _quiet_optuna()
+    quiet_optuna()
     files = write_report(open_storage(args.storage, read_only=True), args.name, out_dir=args.out)
     print(f"stagetune: report {files.html}")
     print(f"stagetune: {len(files.images)} PNG images in {files.image_dir}")
@@ -372,7 +361,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from stagetune.search._export import export_trials
     from stagetune.storage import open_storage
 
-    _quiet_optuna()
+    quiet_optuna()
     out = args.out or f"{args.name}-trials.csv"
     path = export_trials(open_storage(args.storage, read_only=True), args.name, out)
     print(f"stagetune: trials of search {args.name!r} written to {path}")
@@ -410,12 +399,6 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     stages = " -> ".join(PROFILES["mlp"].order)
     print(f"Every plan: {stages}; `stagetune profiles NAME` prints one as a plan file.")
     return 0
-
-
-def _search_error(message: str) -> Exception:
-    from stagetune.search._search import SearchError
-
-    return SearchError(message)
 
 
 def _fmt(value: Any) -> str:

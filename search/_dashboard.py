@@ -6,7 +6,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from stagetune.search._search import SearchError
+from stagetune.search._errors import SearchError
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage

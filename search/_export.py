@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stagetune.search._search import SearchError, load_search
+from stagetune.search._errors import SearchError
+from stagetune.search._read import load_search
 
 if TYPE_CHECKING:
     import pandas

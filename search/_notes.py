@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from stagetune.spaces import Plan, Stage
-from stagetune.spaces._guide import PRIORITY_ORDER
+from stagetune.spaces import PRIORITY_ORDER, Plan, Stage
 from stagetune.storage import StageLineage, read_lineage, search_stages
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from optuna.trial import TrialState
 
 from stagetune.search._notes import find_range_test
-from stagetune.search._search import load_search
+from stagetune.search._read import load_search
 from stagetune.storage import StageLineage
 
 if TYPE_CHECKING:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from stagetune.search._errors import SearchError
 from stagetune.storage import find_orphans, search_stages, study_name
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
-    from stagetune.search._search import StagedSearch
+    from stagetune.spaces import Plan
 
 
 def _stored_settings(storage: BaseStorage, name: str) -> dict[str, Any] | None:
@@ -51,25 +52,31 @@ def _plan_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changes
 
 
-def check_resume(search: StagedSearch) -> None:
-    """Raise :class:`SearchError` if search ``search.name`` exists with other settings."""
-    from stagetune.search._search import SearchError
+def check_resume(
+    storage: BaseStorage, name: str, *, fingerprint: str, task: str, epochs: int, plan: Plan
+) -> None:
+    """Raise :class:`SearchError` if search ``name`` exists with other settings.
 
-    stages = search_stages(search.storage, search.name)
-    fingerprint = search.fingerprint()
+    Args:
+        storage: The search's storage.
+        name: The search name.
+        fingerprint: ``StagedSearch.fingerprint()`` of the search about to run.
+        task, epochs, plan: Its task name, epochs per trial and plan (to say what differs).
+    """
+    stages = search_stages(storage, name)
     if all(lineage.plan == fingerprint for _, lineage in stages):
         return
     changes = []
-    stored = _stored_settings(search.storage, search.name)
+    stored = _stored_settings(storage, name)
     if stored is not None:
-        if stored["task"] != search.task.name:
-            changes.append(f"task {stored['task']!r} -> {search.task.name!r}")
-        if stored["epochs"] != search.epochs:
-            changes.append(f"epochs {stored['epochs']} -> {search.epochs}")
-        changes += _plan_differences(stored["plan"], search.plan.to_dict())
+        if stored["task"] != task:
+            changes.append(f"task {stored['task']!r} -> {task!r}")
+        if stored["epochs"] != epochs:
+            changes.append(f"epochs {stored['epochs']} -> {epochs}")
+        changes += _plan_differences(stored["plan"], plan.to_dict())
     what = "; ".join(changes) if changes else "its stored plan fingerprint differs"
     raise SearchError(
-        f"Search {search.name!r} exists in this storage with another plan ({what}). "
+        f"Search {name!r} exists in this storage with another plan ({what}). "
         f"Run it with the settings it was started with to resume it, add --new to delete "
         f"it and start over, or choose another --name."
     )
@@ -83,8 +90,6 @@ def delete_search(storage: BaseStorage, name: str) -> list[str]:
     """
     import optuna
     from optuna.trial import TrialState
-
-    from stagetune.search._search import SearchError
 
     prefix = study_name(name, "")
     studies = [s.study_name for s in storage.get_all_studies() if s.study_name.startswith(prefix)]

@@ -7,7 +7,7 @@ import hashlib
 import json
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,11 +16,13 @@ from optuna.trial import TrialState
 from stagetune.objectives import Task, get_task
 from stagetune.search import _barrier, _stages
 from stagetune.search import _notes as notes
+from stagetune.search._errors import SearchError
+from stagetune.search._read import SearchResult, StageSummary, search_status, summarize
+from stagetune.search._resume import check_resume, delete_search
 from stagetune.spaces import Param, Plan, Stage, default_plan
 from stagetune.storage import (
     DEFAULT_MAX_AGE,
     StageLineage,
-    find_orphans,
     open_storage,
     search_stages,
     study_name,
@@ -30,56 +32,6 @@ if TYPE_CHECKING:
     import optuna
     import torch
     from optuna.storages import BaseStorage
-
-
-class SearchError(RuntimeError):
-    """A search cannot start or go on; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class StageSummary:
-    """Where one stage stands.
-
-    Attributes:
-        name: Stage name.
-        study_name: Its Optuna study, ``"<search>/<stage>"``.
-        budget: Finished trials it needs.
-        complete, pruned, failed, running, waiting: Trials by state.
-        retried: Trials that re-run a trial whose worker died.
-        orphaned: RUNNING trials whose worker is gone (the next worker fails
-            and re-runs them); filled in by :func:`search_status`.
-        best_value: Best metric so far (``None`` before any complete trial).
-        best_params: The stage's own parameters of its best trial.
-        done: The stage has its budget and its best is recorded.
-    """
-
-    name: str
-    study_name: str
-    budget: int
-    complete: int = 0
-    pruned: int = 0
-    failed: int = 0
-    running: int = 0
-    waiting: int = 0
-    retried: int = 0
-    best_value: float | None = None
-    best_params: dict[str, Any] = field(default_factory=dict)
-    done: bool = False
-    orphaned: int = 0
-
-    @property
-    def finished(self) -> int:
-        return self.complete + self.pruned
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """What a finished search found: each stage's summary and the final values."""
-
-    name: str
-    stages: list[StageSummary]
-    best_params: dict[str, Any]
-    best_value: float | None
 
 
 ProgressFactory = Callable[[Stage, int, int, int], "Progress"]
@@ -249,12 +201,17 @@ class StagedSearch:
             SearchError: The search exists with another plan, task or epoch count
                 (and ``new`` is false), or it is running and ``new`` is true.
         """
-        from stagetune.search._resume import check_resume, delete_search
-
         if new:
             delete_search(self.storage, self.name)
         else:
-            check_resume(self)
+            check_resume(
+                self.storage,
+                self.name,
+                fingerprint=self.fingerprint(),
+                task=self.task.name,
+                epochs=self.epochs,
+                plan=self.plan,
+            )
 
     def for_worker(self) -> StagedSearch:
         """A copy to send to a worker process: no open storage, no progress bars."""
@@ -467,65 +424,3 @@ def _device(device: torch.device | str | None) -> torch.device | None:
     import torch
 
     return torch.device(device)
-
-
-def summarize(study: optuna.Study, lineage: StageLineage) -> StageSummary:
-    """Count a stage study's trials by state and read its best."""
-    trials = study.get_trials(deepcopy=False)
-    count = {state: 0 for state in TrialState}
-    for trial in trials:
-        count[trial.state] += 1
-    best_value = None
-    best_params: dict[str, Any] = {}
-    if lineage.done and lineage.best_value is not None:
-        # A closed stage: what was recorded (and carried forward), not a recount.
-        best_value = lineage.best_value
-        best_params = dict(lineage.best_params)
-    elif count[TrialState.COMPLETE]:
-        best = study.best_trial
-        best_value = best.value
-        best_params = {k: v for k, v in best.params.items() if k in lineage.searches}
-    return StageSummary(
-        name=lineage.stage,
-        study_name=study.study_name,
-        budget=lineage.budget,
-        complete=count[TrialState.COMPLETE],
-        pruned=count[TrialState.PRUNED],
-        failed=count[TrialState.FAIL],
-        running=count[TrialState.RUNNING],
-        waiting=count[TrialState.WAITING],
-        retried=sum(1 for t in trials if "failed_trial" in t.system_attrs),
-        best_value=best_value,
-        best_params=best_params,
-        done=lineage.done,
-    )
-
-
-def load_search(storage: BaseStorage, name: str) -> list[tuple[optuna.Study, StageLineage]]:
-    """The stage studies of search ``name`` with their lineage, in plan order.
-
-    Raises:
-        SearchError: No search ``name`` in ``storage``.
-    """
-    import optuna
-
-    stages = search_stages(storage, name)
-    if not stages:
-        raise SearchError(
-            f"No search named {name!r} in this storage; `stagetune run --name {name}` starts it."
-        )
-    return [
-        (optuna.load_study(study_name=study_name, storage=storage), lineage)
-        for study_name, lineage in stages
-    ]
-
-
-def search_status(storage: BaseStorage, name: str) -> list[StageSummary]:
-    """Each stage of search ``name`` in ``storage``, in plan order."""
-    summaries = []
-    for study, lineage in load_search(storage, name):
-        summary = summarize(study, lineage)
-        if summary.running:
-            summary = replace(summary, orphaned=len(find_orphans(study)))
-        summaries.append(summary)
-    return summaries

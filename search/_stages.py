@@ -20,10 +20,17 @@ from stagetune.objectives import (
     StageObjective,
     TrainConfig,
     diagnose_fit,
+    summarize_lr_diagnoses,
 )
-from stagetune.objectives._diagnosis import summarize_lr_diagnoses
-from stagetune.spaces import FloatParam, IntParam, Param, Plan, Stage, narrow_lr_range
-from stagetune.spaces._direction import directed_param
+from stagetune.spaces import (
+    FloatParam,
+    IntParam,
+    Param,
+    Plan,
+    Stage,
+    directed_param,
+    narrow_lr_range,
+)
 
 if TYPE_CHECKING:
     import optuna

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from stagetune.search._workers import Interrupted, critical
+from stagetune.search._signals import Interrupted, critical
 
 if TYPE_CHECKING:
     import optuna

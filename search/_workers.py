@@ -1,4 +1,4 @@
-"""Worker processes and the signals that stop them.
+"""Worker processes: one search run by N processes on one storage.
 
 ``stagetune run --workers N`` starts N processes (``spawn``, one torch thread
 each) that all run the same search on the same storage, exactly as N copies of
@@ -6,11 +6,9 @@ each) that all run the same search on the same storage, exactly as N copies of
 the storage (see ``stagetune.search._barrier``), so a process started later, here or on
 another machine, joins them.
 
-SIGTERM and SIGINT raise :class:`Interrupted` in the main thread, except inside
-a :func:`critical` block (claiming a trial, telling its result), where the
-signal waits until the block ends; the trial that was running is then marked
-FAIL and queued to run again with the same parameters, and the process exits
-with ``128 + signal``. A third signal ends the process at once.
+SIGTERM and SIGINT stop a worker as they stop ``stagetune run``
+(``stagetune.search._signals``): its running trial is marked FAIL and queued to run
+again, and the process exits with ``128 + signal``; the parent passes the signal on.
 """
 
 from __future__ import annotations
@@ -19,92 +17,27 @@ import contextlib
 import os
 import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from stagetune.search._errors import SearchError, user_errors
+from stagetune.search._signals import Interrupted, critical, install_signal_handlers
+
 if TYPE_CHECKING:
-    from stagetune.search._search import SearchResult, StagedSearch
+    from stagetune.search._read import SearchResult
+    from stagetune.search._search import StagedSearch
 
 #: Seconds the parent waits for interrupted workers to fail their trials and exit.
 STOP_TIMEOUT = 120.0
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped the worker; its running trial is queued to run again."""
+def quiet_optuna() -> None:
+    """Optuna logs warnings only (not a line per trial): stagetune shows progress itself."""
+    import optuna
 
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(signal.Signals(signum).name)
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-class _SignalState(threading.local):
-    # Thread-local: handlers run in the main thread and read its critical depth;
-    # threads that run searches of their own (Python API) keep separate counts.
-    received: int = 0
-    pending: int | None = None
-    depth: int = 0
-
-
-_signals = _SignalState()
-
-
-def _on_signal(signum: int, frame: Any) -> None:
-    _signals.received += 1
-    if _signals.received >= 3:
-        os._exit(128 + signum)
-    if _signals.received > 1:
-        return  # the same stop, delivered twice (terminal and parent): already stopping
-    if _signals.depth:
-        _signals.pending = signum
-        return
-    raise Interrupted(signum)
-
-
-def install_signal_handlers() -> Callable[[], None]:
-    """Turn SIGINT and SIGTERM into :class:`Interrupted`; returns a function that undoes it.
-
-    Only the main thread can install handlers; elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    _signals.received, _signals.pending, _signals.depth = 0, None, 0
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
-
-
-@contextlib.contextmanager
-def critical() -> Iterator[None]:
-    """A block that a signal does not cut in two: it raises when the block ends."""
-    _signals.depth += 1
-    try:
-        yield
-    except BaseException:
-        _signals.depth -= 1
-        raise
-    _signals.depth -= 1
-    check_interrupted()
-
-
-def check_interrupted() -> None:
-    """Raise the :class:`Interrupted` that arrived during a critical block, if any."""
-    if _signals.depth == 0 and _signals.pending is not None:
-        signum, _signals.pending = _signals.pending, None
-        raise Interrupted(signum)
-
-
-# -- worker processes ---------------------------------------------------------------
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -137,19 +70,17 @@ def _worker_main(spec: WorkerSpec) -> None:
     code = 0
     restore = install_signal_handlers()
     try:
-        from stagetune.search._cli import _quiet_optuna, _user_errors
-
         _stop_with_parent()
         import torch
 
         torch.set_num_threads(spec.threads)
-        _quiet_optuna()
+        quiet_optuna()
         spec.search.run()
     except Interrupted as interrupted:
         code = interrupted.exit_code
     except KeyboardInterrupt:
         code = 130
-    except _user_errors() as error:
+    except user_errors() as error:
         print(f"stagetune: worker {spec.index}: error: {error}", file=sys.stderr)
         code = 2
     finally:
@@ -206,8 +137,6 @@ def run_workers(
         Interrupted: This process got SIGINT/SIGTERM (after the workers stopped).
     """
     import multiprocessing
-
-    from stagetune.search._search import SearchError
 
     if workers < 1:
         raise SearchError(f"workers must be >= 1, but got {workers}.")

@@ -1,7 +1,8 @@
 """The guide as data: ranges, defaults, profiles, recipes and staged plans."""
 
 from stagetune.spaces._config import PlanFileError, load_plan, plan_from_toml, plan_to_toml
-from stagetune.spaces._guide import LR_SYMPTOMS, RECIPES
+from stagetune.spaces._direction import directed_param
+from stagetune.spaces._guide import LEARNING_RATE, LR_SYMPTOMS, PRIORITY_ORDER, RECIPES
 from stagetune.spaces._params import (
     CategoricalParam,
     FloatParam,
@@ -24,7 +25,9 @@ from stagetune.spaces._scaling import ScaledLr, micro_batching, scale_lr
 
 __all__ = [
     "FIVE_STEPS",
+    "LEARNING_RATE",
     "LR_SYMPTOMS",
+    "PRIORITY_ORDER",
     "PROFILES",
     "RECIPES",
     "STAGE_KINDS",
@@ -44,6 +47,7 @@ __all__ = [
     "Stage",
     "core_plan",
     "default_plan",
+    "directed_param",
     "get_profile",
     "load_plan",
     "micro_batching",

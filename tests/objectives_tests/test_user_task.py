@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from stagetune.objectives import Task, TaskError, get_task
-from stagetune.objectives._user_task import is_task_reference, load_task_reference
+from stagetune.objectives._tasks import is_task_reference, load_task_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "own_model.py"

@@ -8,9 +8,9 @@ import optuna
 import pandas
 import pytest
 
+from stagetune.search import SearchError
 from stagetune.search._cli import main
 from stagetune.search._export import export_trials, trials_frame
-from stagetune.search._search import SearchError
 from stagetune.storage import open_storage
 from tests.search_tests.conftest import SmallSearch
 

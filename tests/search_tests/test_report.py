@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import optuna
 import pytest
 
+from stagetune.search import SearchError
 from stagetune.search._cli import main
 from stagetune.search._notes import RANGE_TEST_ATTR
 from stagetune.search._report import (
@@ -17,7 +18,6 @@ from stagetune.search._report import (
     range_test_curve,
     write_report,
 )
-from stagetune.search._search import SearchError
 from stagetune.storage import StageLineage, open_storage, read_lineage, write_lineage
 from tests.search_tests.conftest import SmallSearch, keep_screenshot
 
