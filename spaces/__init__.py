@@ -13,6 +13,7 @@ from stagetune.spaces._params import (
 )
 from stagetune.spaces._plan import STAGE_KINDS, Plan, PrunerSpec, SamplerSpec, Stage
 from stagetune.spaces._profiles import (
+    DEFAULT_BUDGET,
     FIVE_STEPS,
     PROFILES,
     Profile,
@@ -24,6 +25,7 @@ from stagetune.spaces._range import LrWindow, RangeTestSpec, narrow_lr_range
 from stagetune.spaces._scaling import ScaledLr, micro_batching, scale_lr
 
 __all__ = [
+    "DEFAULT_BUDGET",
     "FIVE_STEPS",
     "LEARNING_RATE",
     "LR_SYMPTOMS",

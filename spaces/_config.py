@@ -4,7 +4,9 @@ A plan file starts from a profile (its step-1 defaults and its stage templates)
 and changes what it names::
 
     profile = "mlp"          # the base: defaults and stage templates (default: "mlp")
-    trials = 8               # budget of every search stage (optional)
+    budget = 30              # trial-equivalents of trained epochs, split by the stages'
+                             # shares (default: the profile's, DEFAULT_BUDGET)
+    # trials = 8             # or: count this many trials in every search stage instead
 
     [defaults]               # training hyperparameters, over the profile's
     lr = 3e-3
@@ -18,7 +20,7 @@ and changes what it names::
 
     [[stages]]
     name = "lr"
-    n_trials = 12            # fields given replace the template's
+    share = 0.5              # fields given replace the template's
     [stages.params.lr]
     type = "float"
     low = 1e-4
@@ -47,7 +49,7 @@ from typing import Any
 
 from stagetune.spaces._params import Param, SpaceError, param_from_dict
 from stagetune.spaces._plan import STAGE_KINDS, Plan, PrunerSpec, SamplerSpec, Stage
-from stagetune.spaces._profiles import PROFILES, get_profile
+from stagetune.spaces._profiles import DEFAULT_BUDGET, PROFILES, get_profile
 from stagetune.spaces._range import RangeTestSpec
 
 if sys.version_info >= (3, 11):
@@ -87,12 +89,13 @@ TRAINING_PARAMS: tuple[str, ...] = (
 #: Written for ``None`` (TOML has no null).
 NONE = "none"
 
-_TOP_KEYS = ("profile", "inherit", "trials", "defaults", "model", "stages")
+_TOP_KEYS = ("profile", "inherit", "budget", "trials", "defaults", "model", "stages")
 _STAGE_KEYS = (
     "name",
     "template",
     "kind",
     "n_trials",
+    "share",
     "why",
     "params",
     "pruner",
@@ -184,12 +187,33 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
         plan = Plan(stages, defaults, profile=profile_name)
     except SpaceError as error:
         raise PlanFileError(f"stages: {error}") from None
-    trials = data.get("trials")
+    return _with_budget(plan, data, inherit)
+
+
+def _with_budget(plan: Plan, data: Mapping[str, Any], inherit: bool) -> Plan:
+    """The plan with the file's ``budget`` or ``trials`` (a profile's default budget
+    when an inheriting file gives neither)."""
+    trials, budget = data.get("trials"), data.get("budget")
+    if trials is not None and budget is not None:
+        raise PlanFileError(
+            "budget, trials: give one: budget (trial-equivalents of epochs, split by the "
+            "stages' shares) or trials (per search stage)."
+        )
+    for key, value in (("trials", trials), ("budget", budget)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise PlanFileError(f"{key}: must be an integer >= 1, but got {value!r}.")
     if trials is not None:
-        if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-            raise PlanFileError(f"trials: must be an integer >= 1, but got {trials!r}.")
-        plan = plan.with_trials(trials)
-    return plan
+        return plan.with_trials(trials)
+    if budget is None and not inherit:
+        return plan  # a complete file without a budget counts each stage's n_trials
+    if budget is None and not any(s.share is not None for s in plan.stages):
+        return plan  # no stage takes a share: trials, as listed
+    try:
+        return plan.with_budget(DEFAULT_BUDGET if budget is None else budget)
+    except SpaceError as error:
+        raise PlanFileError(str(error)) from None
 
 
 def _check_keys(where: str, table: Any, allowed: tuple[str, ...]) -> None:
@@ -272,6 +296,7 @@ def _build_stage(where: str, name: str, entry: Mapping[str, Any], base: Stage | 
         params = base.params if base else ()
     options: dict[str, Any] = {
         "n_trials": entry.get("n_trials", base.n_trials if base else 1),
+        "share": entry.get("share", base.share if base and base.kind == kind else None),
         "why": entry.get("why", base.why if base else ""),
         "kind": kind,
         "pruner": _spec(f"{where}.pruner", PrunerSpec, entry.get("pruner"), base and base.pruner),
@@ -345,8 +370,10 @@ def plan_to_toml(plan: Plan) -> str:
         "# stagetune plan (stagetune run --config FILE); written complete: inherit = false",
         f"profile = {_value(plan.profile)}",
         "inherit = false",
-        "",
     ]
+    if plan.budget is not None:
+        lines.append(f"budget = {plan.budget}")
+    lines.append("")
     training = {k: v for k, v in plan.defaults.items() if k in TRAINING_PARAMS}
     model = {k: v for k, v in plan.defaults.items() if k not in TRAINING_PARAMS}
     for title, table in (("defaults", training), ("model", model)):
@@ -368,7 +395,7 @@ def _stage_lines(stage: Stage) -> list[str]:
     ]
     if stage.why:
         lines.append(f"why = {_value(stage.why)}")
-    for option in ("epochs", "early_stopping_patience"):
+    for option in ("share", "epochs", "early_stopping_patience"):
         value = getattr(stage, option)
         if value is not None:
             lines.append(f"{option} = {_value(value)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -112,7 +113,9 @@ class SamplerSpec:
                 f"sampler: n_startup_trials must be >= 0, but got {self.n_startup_trials!r}."
             )
 
-    def build(self, stage: Stage, *, seed: int | None) -> BaseSampler:
+    def build(self, stage: Stage, *, seed: int | None, trials: int | None = None) -> BaseSampler:
+        """The sampler; ``trials``: the stage's budget in trials or trial-equivalents
+        (default: ``stage.n_trials``), a third of which TPE samples at random first."""
         import optuna
 
         if self.kind == "random":
@@ -130,7 +133,7 @@ class SamplerSpec:
             return optuna.samplers.GridSampler(grid, seed=seed)
         startup = self.n_startup_trials
         if startup is None:
-            startup = max(1, stage.n_trials // 3)
+            startup = max(1, (stage.n_trials if trials is None else trials) // 3)
         return optuna.samplers.TPESampler(n_startup_trials=startup, seed=seed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,7 +147,8 @@ class Stage:
     Args:
         name: Stage name; the study is called ``"<search>/<name>"``.
         params: The hyperparameters this stage searches.
-        n_trials: Budget: finished (complete + pruned) trials the stage needs.
+        n_trials: Budget in trials: finished (complete + pruned) trials the stage
+            needs when the plan has no epoch ``budget`` (or the stage no ``share``).
         pruner: How bad trials are stopped early.
         sampler: How parameters are sampled.
         why: One line on why this stage is here (shown in notes and summaries).
@@ -153,6 +157,10 @@ class Stage:
         epochs: Epochs of a ``final`` stage (default: the search's epochs per trial).
         early_stopping_patience: Epochs without a better validation metric after
             which a ``final`` stage stops (the guide: 10-20); ``None``: never.
+        share: The stage's part of the plan's epoch ``budget``, relative to the
+            shares of the plan's other stages (``Plan.stage_fractions``); ``None``:
+            the stage counts ``n_trials`` instead (grid stages, the range test, the
+            final run).
 
     Example:
         >>> from spaces import FloatParam
@@ -170,6 +178,7 @@ class Stage:
     range_test: RangeTestSpec | None = None
     epochs: int | None = None
     early_stopping_patience: int | None = None
+    share: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
@@ -197,6 +206,24 @@ class Stage:
             raise SpaceError(
                 f"stage {self.name!r}: n_trials must be >= 1, but got {self.n_trials!r}."
             )
+        self._check_share()
+
+    def _check_share(self) -> None:
+        share = self.share
+        if share is None:
+            return
+        if isinstance(share, bool) or not isinstance(share, (int, float)):
+            raise SpaceError(
+                f"stage {self.name!r}: share must be a number > 0, but got {share!r}."
+            )
+        if not (math.isfinite(share) and share > 0):
+            raise SpaceError(f"stage {self.name!r}: share must be > 0, but got {share!r}.")
+        if self.single_run:
+            raise SpaceError(
+                f"stage {self.name!r}: a {self.kind} stage runs one trial outside the "
+                f"epoch budget, so it has no share (got {share!r})."
+            )
+        object.__setattr__(self, "share", float(share))
 
     def _check_kind(self) -> None:
         name = self.name
@@ -268,7 +295,7 @@ class Stage:
         }
         if self.range_test is not None:
             out["range_test"] = self.range_test.to_dict()
-        for option in ("epochs", "early_stopping_patience"):
+        for option in ("epochs", "early_stopping_patience", "share"):
             if getattr(self, option) is not None:
                 out[option] = getattr(self, option)
         return out
@@ -283,16 +310,23 @@ class Plan:
         defaults: The guide's step-1 defaults (and the task's own settings) for
             every parameter a trial needs.
         profile: Name of the profile the plan was made from.
+        budget: The search's compute in trial-equivalents: ``budget x epochs per
+            trial`` trained epochs (pruned trials' partial epochs included), split
+            over the stages that have a ``share``; ``None``: every stage counts
+            its ``n_trials``.
 
     Example:
-        >>> from spaces import default_plan
-        >>> [s.name for s in default_plan("mlp").stages]
+        >>> from spaces import core_plan
+        >>> [s.name for s in core_plan("mlp").stages]
         ['lr', 'weight_decay', 'regularization']
+        >>> core_plan("mlp").budget, core_plan("mlp").stage_fractions()
+        (22, {'lr': 0.45, 'weight_decay': 0.275, 'regularization': 0.275})
     """
 
     stages: tuple[Stage, ...]
     defaults: Mapping[str, Any]
     profile: str = "custom"
+    budget: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.stages, tuple):
@@ -304,6 +338,42 @@ class Plan:
         if duplicated:
             raise SpaceError(f"Stage names must be unique, but {duplicated} appear twice.")
         object.__setattr__(self, "defaults", dict(self.defaults))
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        budget = self.budget
+        if budget is None:
+            return
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise SpaceError(
+                f"budget: must be an integer >= 1 (trial-equivalents), but got {budget!r}."
+            )
+        fractions = self.stage_fractions()
+        if not fractions:
+            raise SpaceError(
+                "budget: no stage of the plan has a share of it; give the search stages "
+                "a share, or count trials (n_trials) instead of a budget."
+            )
+        for name, fraction in fractions.items():
+            if budget * fraction < 1 - 1e-9:
+                needed = math.ceil(1 / fraction - 1e-9)
+                raise SpaceError(
+                    f"budget: stage {name!r} gets {budget * fraction:.2g} trial-equivalents "
+                    f"of {budget}, less than one trial; give a budget of at least {needed} "
+                    f"or a larger share."
+                )
+
+    def stage_fractions(self) -> dict[str, float]:
+        """Each budgeted stage's fraction of the budget: its share over all shares.
+
+        Example:
+            >>> from spaces import core_plan
+            >>> core_plan("mlp").stage_fractions()["lr"]
+            0.45
+        """
+        shares = {s.name: s.share for s in self.stages if s.share is not None}
+        total = sum(shares.values())
+        return {name: share / total for name, share in shares.items()}
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:
@@ -312,21 +382,35 @@ class Plan:
         raise SpaceError(f"Unknown stage {name!r}; this plan has {[s.name for s in self.stages]}.")
 
     def with_trials(self, n_trials: int) -> Plan:
-        """The same plan with every search stage's budget set to ``n_trials``
-        (the range test and the final run stay one trial each)."""
+        """The same plan counting trials: every search stage's budget is ``n_trials``
+        finished trials (the range test and the final run stay one trial each), and
+        the plan has no epoch budget."""
         return replace(
             self,
+            budget=None,
             stages=tuple(
                 s if s.single_run else replace(s, n_trials=n_trials) for s in self.stages
             ),
         )
 
+    def with_budget(self, budget: int) -> Plan:
+        """The same plan with an epoch budget of ``budget`` trial-equivalents, split
+        over its stages by their shares.
+
+        Raises:
+            SpaceError: No stage has a share, or one would get less than a trial.
+        """
+        return replace(self, budget=budget)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "profile": self.profile,
             "defaults": dict(sorted(self.defaults.items())),
             "stages": [s.to_dict() for s in self.stages],
         }
+        if self.budget is not None:
+            out["budget"] = self.budget
+        return out
 
     def fingerprint(self) -> str:
         """A short hash of everything that decides which trials a search runs."""

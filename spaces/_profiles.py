@@ -44,6 +44,23 @@ FIVE_STEPS: tuple[str, ...] = ("lr_range_test", "lr", "weight_decay", "regulariz
 #: The three search stages of the five (what a plan without stage 0 and 5 runs).
 CORE_STAGES: tuple[str, ...] = ("lr", "weight_decay", "regularization")
 
+#: A profile plan's compute: trial-equivalents of trained epochs over its search stages
+#: (``stagetune run --budget`` changes it). 22 = the 10 + 6 + 6 trials these stages ran
+#: when budgets counted trials; now pruning's savings buy more trials within it.
+DEFAULT_BUDGET = 22
+#: Each search stage's share of the budget, in the guide's priority order: the learning
+#: rate, "the single most important hyperparameter", with the widest range (orders of
+#: magnitude), gets the most; weight decay and regularization, each one parameter in a
+#: range narrowed by the guide, equal parts (the 10:6:6 split of the trial counts before;
+#: the benchmark has not measured another split). The warmup stage, which a plan file can
+#: add, gets a part in the same proportion as its 4 trials had.
+STAGE_SHARES: dict[str, float] = {
+    "lr": 0.45,
+    "weight_decay": 0.275,
+    "regularization": 0.275,
+    "warmup": 0.18,
+}
+
 #: Why each stage exists, in the guide's words.
 STAGE_WHY: dict[str, str] = {
     "lr_range_test": "Step 2 - Find the LR: 'Run LR range test' (Learning Rate / The LR Range "
@@ -95,16 +112,34 @@ class Profile:
         if missing:
             raise SpaceError(f"profile {self.name!r}: no stage templates for {missing}.")
 
-    def plan(self, n_trials: int | None = None) -> Plan:
-        """The profile's default plan; ``n_trials`` sets every search stage's budget."""
-        plan = Plan(
-            tuple(self.templates[n] for n in self.order), dict(self.defaults), profile=self.name
+    def plan(self, n_trials: int | None = None, *, budget: int | None = None) -> Plan:
+        """The profile's default plan: ``DEFAULT_BUDGET`` trial-equivalents of epochs
+        split by the stages' shares; ``budget`` sets another, ``n_trials`` counts that
+        many trials in every search stage instead."""
+        return _budgeted(
+            Plan(
+                tuple(self.templates[n] for n in self.order),
+                dict(self.defaults),
+                profile=self.name,
+            ),
+            n_trials=n_trials,
+            budget=budget,
         )
-        return plan if n_trials is None else plan.with_trials(n_trials)
 
     def build(self, n_trials: int | None) -> Plan:
         """Same as :meth:`plan` (kept for callers of the first version)."""
         return self.plan(n_trials)
+
+
+def _budgeted(plan: Plan, *, n_trials: int | None, budget: int | None) -> Plan:
+    if n_trials is not None and budget is not None:
+        raise SpaceError(
+            f"Give a budget in trial-equivalents or trials per stage, not both "
+            f"(got budget={budget!r} and n_trials={n_trials!r})."
+        )
+    if n_trials is not None:
+        return plan.with_trials(n_trials)
+    return plan.with_budget(DEFAULT_BUDGET if budget is None else budget)
 
 
 # --- stage templates ------------------------------------------------------------------
@@ -143,6 +178,7 @@ def _templates(
             "lr",
             (_lr_param(lr),),
             n_trials=10,
+            share=STAGE_SHARES["lr"],
             pruner=PrunerSpec("median", n_startup_trials=3, warmup_fraction=0.25),
             why=STAGE_WHY["lr"],
         ),
@@ -162,6 +198,7 @@ def _templates(
             "weight_decay",
             (FloatParam("weight_decay", wd_low, wd_high, log=True, source=wd_source),),
             n_trials=6,
+            share=STAGE_SHARES["weight_decay"],
             pruner=late,
             why=STAGE_WHY["weight_decay"],
         ),
@@ -169,6 +206,7 @@ def _templates(
             "warmup",
             (FloatParam("warmup_fraction", 0.0, warmup.fraction[1], source=warmup.source),),
             n_trials=4,
+            share=STAGE_SHARES["warmup"],
             pruner=late,
             why=STAGE_WHY["warmup"],
         ),
@@ -200,6 +238,7 @@ def _templates(
             "regularization",
             regularizers,
             n_trials=6,
+            share=STAGE_SHARES["regularization"],
             kind="regularization",
             pruner=late,
             why=STAGE_WHY["regularization"],
@@ -471,23 +510,31 @@ def get_profile(name: str) -> Profile:
         ) from None
 
 
-def default_plan(profile: str = "mlp", *, n_trials: int | None = None) -> Plan:
+def default_plan(
+    profile: str = "mlp", *, n_trials: int | None = None, budget: int | None = None
+) -> Plan:
     """The plan of a profile: the guide's five steps, ``lr_range_test`` -> ``lr`` ->
     ``weight_decay`` -> ``regularization`` -> ``final``.
 
     Args:
         profile: A name from ``PROFILES``.
-        n_trials: If given, every search stage's budget (the range test and the final
-            run are one trial each).
+        n_trials: If given, every search stage counts this many trials (the range test
+            and the final run are one trial each) and the plan has no epoch budget.
+        budget: Trial-equivalents of trained epochs over the search stages, split by
+            their shares (default: ``DEFAULT_BUDGET``; not with ``n_trials``).
 
     Example:
         >>> [s.n_trials for s in default_plan("mlp", n_trials=4).stages]
         [1, 4, 4, 4, 1]
+        >>> default_plan("mlp", budget=30).budget
+        30
     """
-    return get_profile(profile).plan(n_trials)
+    return get_profile(profile).plan(n_trials, budget=budget)
 
 
-def core_plan(profile: str = "mlp", *, n_trials: int | None = None) -> Plan:
+def core_plan(
+    profile: str = "mlp", *, n_trials: int | None = None, budget: int | None = None
+) -> Plan:
     """The three search stages of a profile's plan (``lr`` -> ``weight_decay`` ->
     ``regularization``), without the range test and the final run.
 
@@ -499,4 +546,4 @@ def core_plan(profile: str = "mlp", *, n_trials: int | None = None) -> Plan:
     plan = Plan(
         tuple(entry.templates[n] for n in CORE_STAGES), dict(entry.defaults), profile=entry.name
     )
-    return plan if n_trials is None else plan.with_trials(n_trials)
+    return _budgeted(plan, n_trials=n_trials, budget=budget)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from stagetune.spaces import (
+    DEFAULT_BUDGET,
     PROFILES,
     CategoricalParam,
     FloatParam,
@@ -135,7 +136,10 @@ def test_without_stages_a_file_keeps_the_profiles_five_steps() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("profil = 'mlp'", "profil: unknown key; allowed: profile, inherit, trials, defaults"),
+        (
+            "profil = 'mlp'",
+            "profil: unknown key; allowed: profile, inherit, budget, trials, defaults",
+        ),
         ("profile = 'mpl'", "profile: unknown profile 'mpl'; allowed: ["),
         (
             "[defaults]\nlearning_rate = 0.1",
@@ -223,3 +227,39 @@ def test_training_params_are_the_train_configs_fields() -> None:
         "plan files accept TrainConfig's fields under [defaults]: keep "
         "spaces._config.TRAINING_PARAMS equal to them"
     )
+
+
+def test_a_plan_file_gives_a_budget_and_stage_shares() -> None:
+    plan = plan_from_toml(
+        'profile = "mlp"\nbudget = 30\n[[stages]]\nname = "lr"\nshare = 2\n'
+        '[[stages]]\nname = "weight_decay"\n'
+    )
+    assert plan.budget == 30
+    assert plan.stage_fractions() == pytest.approx(
+        {"lr": 2 / 2.275, "weight_decay": 0.275 / 2.275}
+    )
+    # an inheriting file without budget or trials takes the profile's budget
+    assert plan_from_toml('profile = "mlp"').budget == DEFAULT_BUDGET
+    assert plan_from_toml('profile = "mlp"\ntrials = 5').budget is None
+    # written complete and read back: the same plan, budget and shares included
+    assert plan_from_toml(plan_to_toml(plan)) == plan
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("budget = 10\ntrials = 4", "budget, trials: give one"),
+        ("budget = 0", "budget: must be an integer >= 1, but got 0"),
+        ('budget = "ten"', "budget: must be an integer >= 1, but got 'ten'"),
+        ("budget = 2", "stage 'lr' gets 0.9 trial-equivalents of 2"),
+        ('[[stages]]\nname = "lr"\nshare = -1', "stages[0] ('lr'): stage 'lr': share must be > 0"),
+        (
+            '[[stages]]\nname = "final"\nshare = 0.5',
+            "a final stage runs one trial outside the epoch budget",
+        ),
+    ],
+)
+def test_bad_budgets_and_shares_fail_with_one_message(text: str, message: str) -> None:
+    with pytest.raises(PlanFileError) as error:
+        plan_from_toml(text)
+    assert message in str(error.value)

@@ -4,6 +4,7 @@ import pytest
 from optuna.pruners import MedianPruner, NopPruner, SuccessiveHalvingPruner
 
 from stagetune.spaces import (
+    DEFAULT_BUDGET,
     FloatParam,
     Plan,
     PrunerSpec,
@@ -130,3 +131,88 @@ def test_fingerprint_changes_with_ranges_and_budgets() -> None:
     plan = default_plan("mlp")
     assert plan.fingerprint() == default_plan("mlp").fingerprint()
     assert plan.fingerprint() != plan.with_trials(3).fingerprint()
+
+
+# --- epoch budgets ----------------------------------------------------------------------
+
+
+def test_profile_plans_split_an_epoch_budget_by_the_stages_shares() -> None:
+    plan = default_plan("mlp")
+    assert plan.budget == DEFAULT_BUDGET
+    # the guide's priority order: the learning rate first and most, then equal parts
+    assert plan.stage_fractions() == pytest.approx(
+        {"lr": 0.45, "weight_decay": 0.275, "regularization": 0.275}
+    )
+    # the range test and the final run are single runs outside the budget
+    assert plan.stage("lr_range_test").share is None
+    assert plan.stage("final").share is None
+    assert default_plan("mlp", budget=40).budget == 40
+
+
+def test_counting_trials_drops_the_epoch_budget() -> None:
+    plan = default_plan("mlp", n_trials=4)
+    assert plan.budget is None
+    assert default_plan("mlp").with_trials(3).budget is None
+    with pytest.raises(SpaceError, match="not both"):
+        default_plan("mlp", n_trials=4, budget=10)
+
+
+def test_shares_are_relative_to_each_other() -> None:
+    lr = FloatParam("lr", 1e-4, 1e-2, log=True)
+    plan = Plan(
+        (Stage("a", (lr,), n_trials=1, share=3), Stage("b", (lr,), n_trials=1, share=1)),
+        {},
+        budget=8,
+    )
+    assert plan.stage_fractions() == {"a": 0.75, "b": 0.25}
+
+
+@pytest.mark.parametrize(
+    ("share", "message"),
+    [
+        (0, "share must be > 0, but got 0"),
+        (-1.0, "share must be > 0, but got -1.0"),
+        (float("nan"), "share must be > 0, but got nan"),
+        ("half", "share must be a number > 0, but got 'half'"),
+        (True, "share must be a number > 0, but got True"),
+    ],
+)
+def test_a_bad_share_fails_when_the_stage_is_built(share: object, message: str) -> None:
+    with pytest.raises(SpaceError, match=message):
+        Stage("lr", (FloatParam("lr", 1e-4, 1e-2, log=True),), n_trials=1, share=share)  # type: ignore[arg-type]
+
+
+def test_single_runs_take_no_share() -> None:
+    with pytest.raises(SpaceError, match="runs one trial outside the epoch budget"):
+        Stage("final", (), n_trials=1, kind="final", share=0.2)
+
+
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [
+        (0, r"budget: must be an integer >= 1 \(trial-equivalents\), but got 0"),
+        (2.5, "budget: must be an integer >= 1"),
+        (
+            3,
+            "stage 'weight_decay' gets 0.83 trial-equivalents of 3, less than one trial; "
+            "give a budget of at least 4",
+        ),
+    ],
+)
+def test_a_budget_that_cannot_fund_every_stage_fails(budget: object, message: str) -> None:
+    with pytest.raises(SpaceError, match=message):
+        core_plan("mlp").with_budget(budget)  # type: ignore[arg-type]
+
+
+def test_a_budget_needs_a_stage_with_a_share() -> None:
+    lr = FloatParam("lr", 1e-4, 1e-2, log=True)
+    with pytest.raises(SpaceError, match="no stage of the plan has a share"):
+        Plan((Stage("lr", (lr,), n_trials=2),), {}, budget=5)
+
+
+def test_the_budget_and_shares_are_part_of_the_fingerprint() -> None:
+    plan = core_plan("mlp")
+    assert plan.with_budget(30).fingerprint() != plan.fingerprint()
+    assert plan.with_trials(10).fingerprint() != plan.fingerprint()
+    # a plan counting trials has no budget key: a search started before budgets resumes
+    assert "budget" not in plan.with_trials(10).to_dict()
