@@ -2,18 +2,19 @@
 
 Run by hand (not in CI)::
 
-    .venv/bin/python benchmarks/search_efficiency.py --preset reduced   # ~30 min on 2 cores
+    .venv/bin/python benchmarks/search_efficiency.py --preset reduced   # ~10 min on 2 cores
     .venv/bin/python benchmarks/search_efficiency.py --preset full      # the issue's scale
     .venv/bin/python benchmarks/search_efficiency.py --report-only      # table + plot again
 
-For every task and seed it runs six methods on the same budget of ``B`` trained
+For every task and seed it runs each method on the same budget of ``B`` trained
 epochs (``B`` = trial-equivalents x epochs per trial):
 
-- ``staged`` / ``staged-noprune``: stagetune's default plan for the task, run
-  through :class:`stagetune.search.StagedSearch` (its own pruners / every stage's pruner
-  set to ``none``). Stage budgets are the plan's, scaled so that they sum to the
-  trial-equivalents: unpruned, the plan spends ``B`` exactly; pruned, it spends
-  what it spends (recorded).
+- ``staged`` / ``staged-noprune``: stagetune's default plan for the task (its
+  three search stages), run through :class:`stagetune.search.StagedSearch` with
+  ``Plan.with_budget(trial-equivalents)``: the plan's stage shares split ``B``,
+  each stage runs until its trials trained its part, and pruned trials' unspent
+  epochs fund more trials (``stagetune.search._budget``); it spends ``B``
+  exactly. ``staged-noprune`` sets every stage's pruner to ``none``.
 - ``tpe`` / ``tpe-noprune``: Optuna's TPE over the union of the plan's search
   spaces at once (same ranges, same defaults for everything else), with
   ``SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)`` or none;
@@ -23,11 +24,11 @@ epochs (``B`` = trial-equivalents x epochs per trial):
 
 The joint methods run trials until ``B`` epochs are spent; the trial that would
 overrun it is stopped (pruned) when the budget runs out, so they spend exactly
-``B``. A trial's epochs are its reported steps (``len(intermediate_values)``,
-equal to its ``epochs_run`` user attribute), plus one for a trial ended by a
-non-finite loss in the epoch it did not report. Trial ``i`` (in the order trials
-run) trains with torch seed ``1000 * seed + i`` in every method; the staged
-search gets this from ``StagedSearch``'s per-stage seed offset.
+``B``, as the staged search's last stage does. A trial's epochs are its reported
+steps, plus one for a trial ended by a non-finite loss in the epoch it did not
+report (``trained_epochs``, the count the staged search's budget uses). Trial
+``i`` (in the order trials run) trains with torch seed ``1000 * seed + i`` in
+every method; the staged search gets this from ``StagedSearch.seed_offset``.
 
 Scoring: after each trial its model is scored once on the task's held-out test
 split (the models are built through a wrapper of ``build_model`` that keeps the
@@ -36,10 +37,14 @@ last model; the search never sees the test metric). At 25%, 50% and 100% of
 among the trials that ended by then; the table shows the pick's test metric
 (median and min-max over seeds), its regret against the test metric of the
 configuration with the best validation metric any method found on the task,
-the epochs spent and the wall time. Raw results go to
-``benchmarks/results/raw/*.json`` (one per task x method x seed, so a run can
-be resumed or re-reported), the table to ``search_efficiency.md`` and the plot
-(median best-so-far validation metric vs epochs) to ``search_efficiency.png``.
+the epochs spent and the wall time. Paired: for each seed run by both, the
+staged pick's test metric minus the other method's at the same fraction of the
+same budget; the table gives the mean over seeds and a 90% percentile-bootstrap
+interval of that mean. Raw results go to ``benchmarks/results/raw/*.json`` (one
+per task x method x seed, so a run can be resumed or re-reported; a joint run is
+deterministic, so earlier runs of it are reused), the table to
+``search_efficiency.md`` and the plot (median best-so-far validation metric vs
+epochs) to ``search_efficiency.png``.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import argparse
 import dataclasses
 import json
 import math
+import random
 import statistics
 import sys
 import time
@@ -80,6 +86,11 @@ METHODS: tuple[str, ...] = (
     "random-noprune",
 )
 FRACTIONS: tuple[float, ...] = (0.25, 0.5, 1.0)
+#: The methods the staged search is compared with seed by seed.
+PAIRED_WITH: tuple[str, ...] = ("tpe", "random", "tpe-noprune", "random-noprune")
+#: Coverage of the paired intervals, and bootstrap resamples behind them.
+INTERVAL = 0.9
+RESAMPLES = 10_000
 #: Torch seeds of run ``s`` are ``SEED_STRIDE * s + i`` for its trial ``i``.
 SEED_STRIDE = 1000
 
@@ -105,31 +116,51 @@ class TaskBudget:
             raise ValueError(f"epochs must be >= 1 or None, but got {self.epochs!r}.")
 
 
+@dataclass(frozen=True)
+class Preset:
+    """Tasks and their budgets, and how many seeds each method runs.
+
+    Args:
+        budgets: The tasks.
+        seeds: Seeds of each method (seeds ``0 .. n - 1``); a method left out does not run.
+    """
+
+    budgets: tuple[TaskBudget, ...]
+    seeds: dict[str, int]
+
+    def with_seeds(self, n: int) -> Preset:
+        """At most ``n`` seeds per method."""
+        return Preset(self.budgets, {m: min(s, n) for m, s in self.seeds.items()})
+
+
+_FULL_TASKS = (
+    TaskBudget("digits-mlp", 30),
+    TaskBudget("mnist1d-mlp", 30),
+    TaskBudget("mnist1d-cnn", 30),
+    TaskBudget("mnist1d-transformer", 12, epochs=10),
+)
 #: ``full``: the issue's scale (30 trial-equivalents at each task's epochs; the
-#: transformer, 5x dearer per epoch than the CNN, 12 x 10), 5 seeds: 57 minutes on the
-#: 2-core build machine with nothing else running (the run in the README).
-#: ``reduced``: 3 seeds at smaller budgets, 9.5 minutes there. ``smoke``: the test
-#: suite's.
-PRESETS: dict[str, tuple[tuple[TaskBudget, ...], int]] = {
-    "full": (
-        (
-            TaskBudget("digits-mlp", 30),
-            TaskBudget("mnist1d-mlp", 30),
-            TaskBudget("mnist1d-cnn", 30),
-            TaskBudget("mnist1d-transformer", 12, epochs=10),
-        ),
-        5,
+#: transformer, 5x dearer per epoch than the CNN, 12 x 10): 10 seeds of staged, TPE and
+#: random (with pruning), 5 of the unpruned joint searches (the reference of "reaches
+#: unpruned TPE's final value"); ``staged-noprune`` is left out (pruning's savings are
+#: now spent inside the budget). ``full-5``: the previous full run's 6 methods x 5
+#: seeds. ``reduced``: 3 seeds at smaller budgets. ``smoke``: the test suite's.
+PRESETS: dict[str, Preset] = {
+    "full": Preset(
+        _FULL_TASKS,
+        {"staged": 10, "tpe": 10, "random": 10, "tpe-noprune": 5, "random-noprune": 5},
     ),
-    "reduced": (
+    "full-5": Preset(_FULL_TASKS, {m: 5 for m in METHODS}),
+    "reduced": Preset(
         (
             TaskBudget("digits-mlp", 20, epochs=15),
             TaskBudget("mnist1d-mlp", 15, epochs=25),
             TaskBudget("mnist1d-cnn", 12, epochs=8),
             TaskBudget("mnist1d-transformer", 8, epochs=4),
         ),
-        3,
+        {m: 3 for m in METHODS},
     ),
-    "smoke": ((TaskBudget("digits-mlp", 4, epochs=3),), 1),
+    "smoke": Preset((TaskBudget("digits-mlp", 4, epochs=3),), {m: 1 for m in METHODS}),
 }
 
 
@@ -156,17 +187,12 @@ class Job:
 
 
 def trial_epochs(trial: optuna.trial.FrozenTrial) -> int:
-    """Epochs a finished trial trained, partial (pruned) trials included.
+    """Epochs a finished trial trained, partial (pruned) trials included: the staged
+    search's own count (its reported steps, plus one when a non-finite loss ended it in
+    an epoch that it did not report)."""
+    from stagetune.search._budget import trained_epochs
 
-    Its reported steps, plus one when a non-finite loss ended it in an epoch
-    that it did not report.
-    """
-    reported = len(trial.intermediate_values)
-    if "prune_reason" in trial.user_attrs and "non-finite" in str(
-        trial.user_attrs["prune_reason"]
-    ):
-        return reported + 1
-    return reported
+    return trained_epochs(trial)
 
 
 # --- the model and its test score -------------------------------------------------------
@@ -212,28 +238,16 @@ class TestScores:
 # --- the methods --------------------------------------------------------------------------
 
 
-def scaled_plan(plan: Plan, trials: int, *, prune: bool) -> Plan:
-    """The plan with stage budgets scaled to sum to ``trials`` (each >= 1)."""
+def budget_plan(plan: Plan, trials: int, *, prune: bool) -> Plan:
+    """The plan with an epoch budget of ``trials`` trial-equivalents (its stages'
+    shares split it); without ``prune`` every stage's pruner is ``none``."""
     from stagetune.spaces import PrunerSpec
 
-    total = sum(s.n_trials for s in plan.stages)
-    if trials < len(plan.stages):
-        raise ValueError(
-            f"{trials} trial-equivalents cannot fund the plan's {len(plan.stages)} stages."
-        )
-    counts = [max(1, round(trials * s.n_trials / total)) for s in plan.stages]
-    while sum(counts) != trials:
-        step = 1 if sum(counts) < trials else -1
-        candidates = [i for i, c in enumerate(counts) if step > 0 or c > 1]
-        index = max(candidates, key=lambda i: counts[i])
-        counts[index] += step
-    stages = []
-    for stage, count in zip(plan.stages, counts, strict=True):
-        changes: dict[str, Any] = {"n_trials": count}
-        if not prune:
-            changes["pruner"] = PrunerSpec("none")
-        stages.append(dataclasses.replace(stage, **changes))
-    return dataclasses.replace(plan, stages=tuple(stages))
+    budgeted = plan.with_budget(trials)
+    if prune:
+        return budgeted
+    stages = tuple(dataclasses.replace(s, pruner=PrunerSpec("none")) for s in budgeted.stages)
+    return dataclasses.replace(budgeted, stages=stages)
 
 
 def joint_params(plan: Plan) -> tuple[Param, ...]:
@@ -308,10 +322,10 @@ def run_joint(job: Job, task: Task, plan: Plan, *, sampler_kind: str, prune: boo
 
 
 def run_staged(job: Job, task: Task, plan: Plan, *, prune: bool) -> list[Any]:
-    """The scaled default plan through ``StagedSearch`` (in-memory storage); its trials."""
+    """The plan at the job's budget through ``StagedSearch`` (in-memory storage); its trials."""
     from stagetune.search import StagedSearch
 
-    staged = scaled_plan(plan, job.trials, prune=prune)
+    staged = budget_plan(plan, job.trials, prune=prune)
     seed = SEED_STRIDE * job.seed
     search = StagedSearch(
         staged,
@@ -487,6 +501,70 @@ def _fmt(values: Sequence[float | None], scale: float = 100.0) -> str:
     return f"{med:.1f} [{min(present) * scale:.1f}-{max(present) * scale:.1f}]"
 
 
+def bootstrap_mean(
+    values: Sequence[float], *, level: float = INTERVAL, resamples: int = RESAMPLES, seed: int = 0
+) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean and its percentile-bootstrap ``level`` interval.
+
+    Resamples ``values`` with replacement ``resamples`` times (seeded, so the table is
+    reproducible); with one value the interval is that value.
+    """
+    if not values:
+        raise ValueError("bootstrap_mean needs at least one value.")
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return mean, mean, mean
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(statistics.fmean(rng.choices(values, k=n)) for _ in range(resamples))
+    tail = (1 - level) / 2
+    low = means[math.floor(tail * (resamples - 1))]
+    high = means[math.ceil((1 - tail) * (resamples - 1))]
+    return mean, low, high
+
+
+def paired(
+    methods: Mapping[str, Sequence[Mapping[str, Any]]], budget: int, direction: str
+) -> dict[str, dict[str, Any]]:
+    """Per other method and fraction: staged minus it, seed by seed (positive: staged
+    better, in test points), with the mean's bootstrap interval."""
+    if "staged" not in methods:
+        return {}
+    sign = 1.0 if direction == "maximize" else -1.0
+    staged = {r["job"]["seed"]: r for r in methods["staged"]}
+    out: dict[str, dict[str, Any]] = {}
+    for other in PAIRED_WITH:
+        if other not in methods:
+            continue
+        theirs = {r["job"]["seed"]: r for r in methods[other]}
+        row: dict[str, Any] = {}
+        for fraction in FRACTIONS:
+            diffs, seeds = [], []
+            for seed in sorted(set(staged) & set(theirs)):
+                mine = pick_at(staged[seed], fraction * budget)
+                other_pick = pick_at(theirs[seed], fraction * budget)
+                # No complete trial by then: no pick to compare (counted in n).
+                if mine is None or other_pick is None:
+                    continue
+                if mine["test"] is None or other_pick["test"] is None:
+                    continue
+                diffs.append(sign * (mine["test"] - other_pick["test"]))
+                seeds.append(seed)
+            if not diffs:
+                continue
+            mean, low, high = bootstrap_mean(diffs)
+            row[str(fraction)] = {
+                "mean": mean,
+                "low": low,
+                "high": high,
+                "n": len(diffs),
+                "seeds": seeds,
+                "diffs": diffs,
+            }
+        out[other] = row
+    return out
+
+
 def analyse(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Per task and method: picks' test metric at each fraction, regret, epochs, wall time."""
     by_task: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
@@ -535,6 +613,7 @@ def analyse(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "plan": any_run["plan"],
             "reference": reference,
             "rows": rows,
+            "paired": paired(methods, budget, direction),
             "targets": targets(methods, budget, direction),
         }
     return out
@@ -560,6 +639,9 @@ def targets(
 
     result: dict[str, Any] = {}
     if "staged" in methods:
+        spent = [r["epochs_spent"] / budget for r in methods["staged"]]
+        result["staged_spent_fraction"] = {"min": min(spent), "median": statistics.median(spent)}
+        result["staged_median_test"] = med(tests("staged", 1.0))
         beats = {}
         for other in ("tpe", "tpe-noprune", "random", "random-noprune"):
             if other not in methods:
@@ -656,14 +738,64 @@ def markdown(analysis: Mapping[str, Any], *, command: str, note: str = "") -> st
                 f"{statistics.median(row['wall']):.0f} |"
             )
         lines.append("")
+        lines += _paired_text(info)
         lines += _targets_text(info)
         lines.append("")
     return "\n".join(lines)
 
 
+def _paired_text(info: Mapping[str, Any]) -> list[str]:
+    rows = info.get("paired") or {}
+    if not rows:
+        return []
+    lines = [
+        f"Paired: staged minus each method, same seed and budget (test points; > 0: staged "
+        f"better): mean [{INTERVAL * 100:.0f}% bootstrap interval] (seeds).",
+        "",
+        "| staged minus | @25% | @50% | @100% |",
+        "|---|---|---|---|",
+    ]
+    for other, row in rows.items():
+        cells = []
+        for fraction in FRACTIONS:
+            cell = row.get(str(fraction))
+            if cell is None:
+                cells.append("-")
+                continue
+            cells.append(
+                f"{cell['mean'] * 100:+.2f} [{cell['low'] * 100:+.2f}, "
+                f"{cell['high'] * 100:+.2f}] ({cell['n']})"
+            )
+        lines.append(f"| {other} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
 def _targets_text(info: Mapping[str, Any]) -> list[str]:
     t = info["targets"]
     lines = []
+    if "staged_spent_fraction" in t:
+        spent = t["staged_spent_fraction"]
+        lines.append(
+            f"- staged spends {spent['min'] * 100:.1f}% of the epoch budget at least "
+            f"(median {spent['median'] * 100:.1f}%): "
+            f"{'met' if spent['min'] >= 0.98 else 'MISSED'} (target >= 98%)"
+        )
+    tpe = (info.get("paired") or {}).get("tpe", {})
+    if tpe:
+        cells = [tpe.get(str(f)) for f in FRACTIONS]
+        ok = all(c is not None and c["mean"] >= 0 for c in cells)
+        means = ", ".join("-" if c is None else f"{c['mean'] * 100:+.2f}" for c in cells)
+        lines.append(
+            f"- paired mean staged minus tpe >= 0 at 25/50/100% ({means}): "
+            f"{'met' if ok else 'MISSED'}"
+        )
+        first = tpe.get(str(FRACTIONS[0]))
+        above = first is not None and first["low"] > 0
+        lines.append(
+            f"- its {INTERVAL * 100:.0f}% interval above 0 at 25%: {'yes' if above else 'no'} "
+            "(target: on at least two tasks)"
+        )
     if "staged_ge" in t:
         misses = [k for k, ok in t["staged_ge"].items() if not ok]
         lines.append(
@@ -739,18 +871,18 @@ def plot(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
 # --- running -------------------------------------------------------------------------------
 
 
-def make_jobs(
-    budgets: Sequence[TaskBudget], seeds: int, methods: Sequence[str] = METHODS
-) -> list[Job]:
-    """Every (task, method, seed) job, task by task."""
+def make_jobs(preset: Preset) -> list[Job]:
+    """Every (task, method, seed) job, seed by seed: stopped early, a run leaves the
+    largest complete set of paired seeds."""
     from stagetune.objectives import get_task
 
     jobs = []
-    for budget in budgets:
-        epochs = budget.epochs or get_task(budget.task).epochs
-        for seed in range(seeds):
-            for method in methods:
-                jobs.append(Job(budget.task, method, seed, budget.trials, epochs))
+    for seed in range(max(preset.seeds.values(), default=0)):
+        for budget in preset.budgets:
+            epochs = budget.epochs or get_task(budget.task).epochs
+            for method in METHODS:
+                if seed < preset.seeds.get(method, 0):
+                    jobs.append(Job(budget.task, method, seed, budget.trials, epochs))
     return jobs
 
 
@@ -804,7 +936,9 @@ def report(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="reduced")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds (default: the preset's)")
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="at most this many seeds per method"
+    )
     parser.add_argument("--tasks", nargs="*", default=None, help="only these tasks")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -812,17 +946,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--note", default="", help="a line for the top of the table")
     args = parser.parse_args(argv)
-    budgets, seeds = PRESETS[args.preset]
+    preset = PRESETS[args.preset]
     if args.tasks:
-        budgets = tuple(b for b in budgets if b.task in args.tasks)
-    seeds = args.seeds if args.seeds is not None else seeds
+        preset = Preset(tuple(b for b in preset.budgets if b.task in args.tasks), preset.seeds)
+    if args.seeds is not None:
+        preset = preset.with_seeds(args.seeds)
     # The command that produces these results (``--report-only`` re-reads them).
     command = f".venv/bin/python benchmarks/search_efficiency.py --preset {args.preset}"
     if args.seeds is not None:
         command += f" --seeds {args.seeds}"
     if args.tasks:
         command += " --tasks " + " ".join(args.tasks)
-    jobs = make_jobs(budgets, seeds)
+    jobs = make_jobs(preset)
     if not args.report_only:
         if args.fresh and (args.out / "raw").exists():
             for path in (args.out / "raw").glob("*.json"):

@@ -7,14 +7,17 @@ runs the same loop on each stage's study:
    lineage and queues its first trial (the guide's default); the others find
    them.
 2. **claim** a slot under the lock: fail orphaned trials (their retries are
-   queued), count the stage's finished (COMPLETE + PRUNED) and RUNNING trials,
-   and only if ``finished + running < budget`` ask for a trial (a queued retry
-   first) and record the worker and its first heartbeat on it. Counting and
-   creating under one lock is what keeps N workers from overshooting the budget.
+   queued), read the stage's trials, and only if its budget has room ask for a
+   trial (a queued retry first) and record the worker, its first heartbeat and its
+   epoch cap on it. Room: ``finished + running < budget`` for a budget in trials
+   (COMPLETE + PRUNED, and RUNNING trials); for a budget in epochs, the epochs the
+   finished trials trained plus those the running ones reserved leave room for
+   another (``search._budget``, steps 3-5). Counting and creating under one lock
+   is what keeps N workers from overshooting the budget.
 3. **run** the claimed trial (outside the lock), then claim again.
-4. **wait** when no slot is free: the stage ends when it has its budget of
-   finished trials and none running; until then a RUNNING trial may still fail
-   and its retry need a worker.
+4. **wait** when no slot is free: the stage ends when its budget is spent and
+   no trial runs; until then a RUNNING trial may still fail (its retry needs a
+   worker) or end early (pruned: its unspent epochs fund another trial).
 5. **close** the stage under the lock: the first worker to get there writes its
    best values on the study; every worker then reads them back from storage,
    so all carry the same values into the next stage.
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from optuna.trial import TrialState
 
 from stagetune.search._signals import Interrupted, check_interrupted, critical
+from stagetune.search._budget import EPOCH_CAP_ATTR, StageBudget
 from stagetune.search._trial import run_trial
 from stagetune.storage import (
     StageLineage,
@@ -100,20 +104,25 @@ def _ask(study: optuna.Study) -> optuna.Trial:
         return study.ask()
 
 
-def claim_slot(study: optuna.Study, budget: int, max_age: timedelta | None) -> optuna.Trial | None:
-    """Under the search lock: a trial for this worker if the stage has a free slot."""
+def claim_slot(
+    study: optuna.Study, budget: StageBudget, max_age: timedelta | None
+) -> optuna.Trial | None:
+    """Under the search lock: a trial for this worker if the stage's budget has room."""
     with search_lock(study._storage, study.study_name):
         recover_dead_trials(study, max_age=max_age)
-        finished, running = count_trials(study)
-        if finished + running >= budget:
+        trials = study.get_trials(deepcopy=False)
+        cap = budget.claim(trials)
+        if cap is None:
             return None
-        if running:
+        if any(t.state == TrialState.RUNNING for t in trials):
             # Other workers sample at the same time: a sampler seeded like theirs
             # would suggest the same values.
             study.sampler.reseed_rng()
         trial = _ask(study)
         try:
             claim_trial(trial)
+            if budget.unit == "epochs":
+                study._storage.set_trial_system_attr(trial._trial_id, EPOCH_CAP_ATTR, cap)
         except BaseException:
             fail_and_retry(study, trial._trial_id)
             raise
@@ -123,18 +132,18 @@ def claim_slot(study: optuna.Study, budget: int, max_age: timedelta | None) -> o
 def run_trials(
     study: optuna.Study,
     *,
-    budget: int,
+    budget: StageBudget,
     objective: Callable[[optuna.Trial], float],
     max_age: timedelta | None,
     on_progress: Callable[[], None] | None = None,
 ) -> bool:
-    """Claim and run trials of one stage until it has ``budget`` finished and none running.
+    """Claim and run trials of one stage until its budget is spent and none runs.
 
     Returns:
-        ``False`` if this worker ran ``4 * budget + 4`` trials without the stage
-        finishing (its trials keep failing); ``True`` when the stage is finished.
+        ``False`` if this worker ran ``budget.attempt_limit`` trials without the
+        stage finishing (its trials keep failing); ``True`` when the stage is finished.
     """
-    limit = 4 * budget + 4
+    limit = budget.attempt_limit
     attempts = 0
     delay = POLL_MIN
     while True:
@@ -156,10 +165,11 @@ def run_trials(
             if on_progress is not None:
                 on_progress()
             continue
-        finished, running = count_trials(study)
-        if finished >= budget and running == 0:
+        trials = study.get_trials(deepcopy=False)
+        running = any(t.state == TrialState.RUNNING for t in trials)
+        if budget.finished(trials):
             return True
-        if attempts >= limit and running == 0:
+        if attempts >= limit and not running:
             return False
         if on_progress is not None:
             on_progress()

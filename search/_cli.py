@@ -44,7 +44,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--storage", help=storage_help)
     run.add_argument("--name", help="search name (default: the task's name)")
-    run.add_argument("--trials", type=int, help="trials per search stage (default: the plan's)")
+    budget = run.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--budget",
+        type=int,
+        metavar="N",
+        help="compute of the search stages: N trial-equivalents (N x epochs per trial "
+        "trained epochs, pruned trials' partial epochs included), split by the stages' "
+        "shares (default: the plan's)",
+    )
+    budget.add_argument(
+        "--trials",
+        type=int,
+        metavar="N",
+        help="count N finished trials in every search stage instead of an epoch budget",
+    )
     run.add_argument("--epochs", type=int, help="epochs per trial (default: the task's)")
     run.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     run.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
@@ -129,6 +143,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.trials is not None and args.trials < 1:
         raise SearchError(f"--trials must be >= 1, but got {args.trials}.")
+    if args.budget is not None and args.budget < 1:
+        raise SearchError(f"--budget must be >= 1 (trial-equivalents), but got {args.budget}.")
     if args.workers < 1:
         raise SearchError(f"--workers must be >= 1, but got {args.workers}.")
     if args.threads is not None and args.threads < 1:
@@ -138,10 +154,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.config:
         plan = load_plan(args.config)
         plan = plan if args.trials is None else plan.with_trials(args.trials)
+        plan = plan if args.budget is None else plan.with_budget(args.budget)
     elif args.profile:
-        plan = default_plan(args.profile, n_trials=args.trials)
+        plan = default_plan(args.profile, n_trials=args.trials, budget=args.budget)
     else:
-        plan = task_plan(task, n_trials=args.trials)
+        plan = task_plan(task, n_trials=args.trials, budget=args.budget)
     search = StagedSearch(
         plan,
         task,
@@ -156,9 +173,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # is printed and before any worker starts.
     search.prepare(new=args.new)
     workers = f", {args.workers} workers" if args.workers > 1 else ""
+    budget = (
+        ""
+        if plan.budget is None
+        else f", budget {plan.budget} trial-equivalents = {plan.budget * search.epochs} epochs"
+    )
     print(
         f"stagetune: search {search.name!r} on {task.name}: "
-        f"{' -> '.join(s.name for s in plan.stages)}, {search.epochs} epochs per trial{workers}"
+        f"{' -> '.join(s.name for s in plan.stages)}, {search.epochs} epochs per trial"
+        f"{budget}{workers}"
     )
     sys.stdout.flush()
     restore = install_signal_handlers()
@@ -225,9 +248,16 @@ class _StorageProgress:
         for index, summary in enumerate(stages):
             bar = self._bars.get(summary.name)
             if bar is None:
-                bar = Progress(plan[index], index, len(plan), summary.finished)
+                bar = Progress(
+                    plan[index],
+                    index,
+                    len(plan),
+                    summary.spent,
+                    total=summary.budget,
+                    unit=summary.budget_unit[:-1],
+                )
                 self._bars[summary.name] = bar
-            bar.update(summary.finished, summary.best_value)
+            bar.update(summary.spent, summary.best_value)
 
     def close(self) -> None:
         self.poll()
@@ -319,9 +349,15 @@ def _print_stage(stage: StageSummary) -> None:
             f"  [running {stage.running}{orphaned}, waiting {stage.waiting}, "
             f"failed {stage.failed}, retried {stage.retried}]"
         )
+    if stage.budget_unit == "epochs":
+        spent = (
+            f"{stage.epochs_spent}/{stage.budget} epochs, {stage.finished} trials "
+            f"({stage.pruned} pruned)"
+        )
+    else:
+        spent = f"{stage.finished}/{stage.budget} finished ({stage.pruned} pruned)"
     print(
-        f"  {stage.name:<16} {stage.finished}/{stage.budget} finished "
-        f"({stage.pruned} pruned)  {state:<11}  best={_fmt(stage.best_value)}  {params}{extra}"
+        f"  {stage.name:<16} {spent}  {state:<11}  best={_fmt(stage.best_value)}  {params}{extra}"
     )
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
+from stagetune.search._budget import trained_epochs
 from stagetune.spaces import PRIORITY_ORDER, Plan, Stage
 from stagetune.storage import StageLineage, read_lineage, search_stages
 
@@ -62,6 +63,7 @@ class StageFacts:
         pruned_at: Epoch at which each pruned trial stopped.
         diagnoses: Trials per LR diagnosis class.
         range_test: The LR range test the stage ran, if any (curve and suggestion).
+        epochs_spent: Epochs its finished trials trained (pruned ones' partial epochs).
     """
 
     lineage: StageLineage
@@ -72,6 +74,7 @@ class StageFacts:
     pruned_at: Sequence[int] = ()
     diagnoses: Mapping[str, int] = field(default_factory=dict)
     range_test: Mapping[str, Any] | None = None
+    epochs_spent: int = 0
 
 
 def stage_started(study: optuna.Study, plan: Plan, index: int, *, metric: str) -> None:
@@ -183,7 +186,20 @@ def read_facts(study: optuna.Study) -> StageFacts:
         pruned_at=sorted(pruned_at),
         diagnoses=dict(diagnoses),
         range_test=find_range_test(study.user_attrs),
+        epochs_spent=sum(
+            trained_epochs(t)
+            for t in trials
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        ),
     )
+
+
+def _planned_budget(plan: Plan, stage: Stage) -> str:
+    """A stage's budget before it starts: its part of the epoch budget, or its trials."""
+    fractions = plan.stage_fractions() if plan.budget is not None else {}
+    if stage.name in fractions:
+        return f"{fractions[stage.name] * 100:.0f}% of {plan.budget} trial-equivalents"
+    return str(stage.n_trials)
 
 
 def trial_diagnosis(attrs: Mapping[str, Any]) -> str | None:
@@ -316,8 +332,14 @@ def _result_lines(facts: StageFacts, previous: StageFacts | None, metric: str) -
     lineage = facts.lineage
     count = facts.counts
     finished = count.get("COMPLETE", 0) + count.get("PRUNED", 0)
+    spent = (
+        f"Epochs: {facts.epochs_spent}/{lineage.budget} of the stage's budget trained; trials: "
+        f"{finished} finished"
+        if lineage.budget_unit == "epochs"
+        else f"Trials: {finished}/{lineage.budget} finished"
+    )
     lines = [
-        f"Trials: {finished}/{lineage.budget} finished: {count.get('COMPLETE', 0)} complete, "
+        f"{spent}: {count.get('COMPLETE', 0)} complete, "
         f"{count.get('PRUNED', 0)} pruned, {count.get('FAIL', 0)} failed"
         + (f", {count['RUNNING']} running" if count.get("RUNNING") else "")
         + "."
@@ -395,7 +417,8 @@ def search_note(
         if fact is None:
             all_done = False
             lines.append(
-                f"| {number} | `{stage.name}` | {searches} | {stage.n_trials} | not started | | |"
+                f"| {number} | `{stage.name}` | {searches} | {_planned_budget(plan, stage)} "
+                "| not started | | |"
             )
             continue
         count = fact.counts
@@ -409,8 +432,9 @@ def search_note(
             best = f"lr {_fmt(suggestion)} suggested" if suggestion is not None else ""
         elif fact.best_value is not None and previous is not None:
             change = _signed(fact.best_value - previous)
+        unit = " epochs" if fact.lineage.budget_unit == "epochs" else ""
         lines.append(
-            f"| {number} | `{stage.name}` | {searches} | {fact.lineage.budget} | {status} | "
+            f"| {number} | `{stage.name}` | {searches} | {fact.lineage.budget}{unit} | {status} | "
             f"{best} | {change} |"
         )
         if fact.best_value is not None and fact.range_test is None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
+from stagetune.search._budget import trained_epochs
 from stagetune.search._errors import SearchError
 from stagetune.storage import StageLineage, find_orphans, search_stages
 
@@ -26,7 +27,8 @@ class StageSummary:
     Attributes:
         name: Stage name.
         study_name: Its Optuna study, ``"<search>/<stage>"``.
-        budget: Finished trials it needs.
+        budget: What it may spend, in ``budget_unit``: finished trials, or trained
+            epochs (its allowance of the search's epoch budget).
         complete, pruned, failed, running, waiting: Trials by state.
         retried: Trials that re-run a trial whose worker died.
         orphaned: RUNNING trials whose worker is gone (the next worker fails
@@ -34,6 +36,9 @@ class StageSummary:
         best_value: Best metric so far (``None`` before any complete trial).
         best_params: The stage's own parameters of its best trial.
         done: The stage has its budget and its best is recorded.
+        budget_unit: ``"trials"`` or ``"epochs"``.
+        epochs_spent: Epochs its finished trials trained (pruned trials' partial
+            epochs included).
     """
 
     name: str
@@ -49,10 +54,17 @@ class StageSummary:
     best_params: dict[str, Any] = field(default_factory=dict)
     done: bool = False
     orphaned: int = 0
+    budget_unit: str = "trials"
+    epochs_spent: int = 0
 
     @property
     def finished(self) -> int:
         return self.complete + self.pruned
+
+    @property
+    def spent(self) -> int:
+        """What the stage spent of its budget, in ``budget_unit``."""
+        return self.epochs_spent if self.budget_unit == "epochs" else self.finished
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ def summarize(study: optuna.Study, lineage: StageLineage) -> StageSummary:
     count = {state: 0 for state in TrialState}
     for trial in trials:
         count[trial.state] += 1
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
     best_value = None
     best_params: dict[str, Any] = {}
     if lineage.done and lineage.best_value is not None:
@@ -94,6 +107,8 @@ def summarize(study: optuna.Study, lineage: StageLineage) -> StageSummary:
         best_value=best_value,
         best_params=best_params,
         done=lineage.done,
+        budget_unit=lineage.budget_unit,
+        epochs_spent=sum(trained_epochs(t) for t in trials if t.state in finished),
     )
 
 

@@ -433,7 +433,7 @@ def _stage_table(stages: Sequence[_Stage], metric: str) -> str:
             [
                 f"<code>{_e(lineage.stage)}</code>",
                 ", ".join(f"{_e(k)} {_e(_range(v))}" for k, v in lineage.searches.items()),
-                str(lineage.budget),
+                f"{lineage.budget}{' epochs' if lineage.budget_unit == 'epochs' else ''}",
                 str(count[TrialState.COMPLETE]),
                 str(count[TrialState.PRUNED]),
                 str(count[TrialState.FAIL]),

@@ -39,12 +39,14 @@ def _plan_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         before = by_name.get(stage["name"])
         if before is None:
             continue
-        for key in ("n_trials", "params", "pruner", "sampler"):
+        for key in ("n_trials", "share", "params", "pruner", "sampler"):
             if before.get(key) != stage.get(key):
                 label = "trials" if key == "n_trials" else key
                 changes.append(
-                    f"stage {stage['name']!r} {label} {before.get(key)} -> {stage[key]}"
+                    f"stage {stage['name']!r} {label} {before.get(key)} -> {stage.get(key)}"
                 )
+    if old.get("budget") != new.get("budget"):
+        changes.append(f"budget {old.get('budget')} -> {new.get('budget')}")
     old_defaults, new_defaults = old.get("defaults", {}), new.get("defaults", {})
     for key in sorted(set(old_defaults) | set(new_defaults)):
         if old_defaults.get(key) != new_defaults.get(key):

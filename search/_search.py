@@ -19,6 +19,12 @@ from stagetune.search import _notes as notes
 from stagetune.search._errors import SearchError
 from stagetune.search._read import SearchResult, StageSummary, search_status, summarize
 from stagetune.search._resume import check_resume, delete_search
+from stagetune.search._budget import (
+    CappedPruner,
+    StageBudget,
+    stage_budget,
+    trial_equivalents,
+)
 from stagetune.spaces import Param, Plan, Stage, default_plan
 from stagetune.storage import (
     DEFAULT_MAX_AGE,
@@ -34,26 +40,43 @@ if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
 
-ProgressFactory = Callable[[Stage, int, int, int], "Progress"]
+#: ``factory(stage, index, n_stages, spent, total=..., unit=...)``: a stage's display.
+ProgressFactory = Callable[..., "Progress"]
 
 
 class Progress:
-    """Progress of one stage; the default shows a tqdm bar on a terminal."""
+    """Progress of one stage; the default shows a tqdm bar on a terminal.
 
-    def __init__(self, stage: Stage, index: int, n_stages: int, finished: int) -> None:
+    Args:
+        stage, index, n_stages: The stage and where it is in the plan.
+        spent: What the stage spent already, in ``unit``.
+        total: Its budget in ``unit`` (default: ``stage.n_trials``).
+        unit: ``"trial"`` or ``"epoch"``.
+    """
+
+    def __init__(
+        self,
+        stage: Stage,
+        index: int,
+        n_stages: int,
+        spent: int,
+        *,
+        total: int | None = None,
+        unit: str = "trial",
+    ) -> None:
         from tqdm.auto import tqdm
 
         self._bar = tqdm(
-            total=stage.n_trials,
-            initial=finished,
+            total=stage.n_trials if total is None else total,
+            initial=spent,
             desc=f"stage {index + 1}/{n_stages} {stage.name}",
-            unit="trial",
+            unit=unit,
             disable=None,
             leave=True,
         )
 
-    def update(self, finished: int, best: float | None) -> None:
-        self._bar.n = finished
+    def update(self, spent: int, best: float | None) -> None:
+        self._bar.n = spent
         if best is not None:
             self._bar.set_postfix(best=f"{best:.4f}", refresh=False)
         self._bar.refresh()
@@ -66,9 +89,13 @@ class StagedSearch:
     """Tune a task in the guide's order: one Optuna study per stage.
 
     Each stage's best values are carried into the next; the guide's default is
-    the first trial of each stage; a stage ends when it has ``n_trials``
-    finished (complete + pruned) trials in storage, so running the same search
-    again resumes it and a finished search runs nothing.
+    the first trial of each stage. A plan with an epoch ``budget`` gives each stage
+    with a share its part of ``budget x epochs`` trained epochs, and a stage ends
+    when its trials trained it (``search._budget``: pruned trials' unspent epochs
+    fund more trials; exact with any number of workers); other stages end when
+    they have ``n_trials`` finished (complete + pruned) trials. Both are counted in
+    storage, so running the same search again resumes it and a finished search
+    runs nothing.
 
     Args:
         plan: The stages and defaults; ``None`` takes the task's profile.
@@ -80,9 +107,9 @@ class StagedSearch:
         epochs: Epochs per trial (default: the task's).
         seed: Base seed for samplers and for each trial's torch seed. Stage ``k``'s
             trial ``n`` trains with torch seed ``seed + offset_k + n``, where
-            ``offset_k`` is the sum of the budgets of the stages before it: the
-            search's trials get distinct seeds ``seed, seed + 1, ...`` in the
-            order they run, as a joint search's trials do.
+            ``offset_k`` counts the trials of the stages before it
+            (:meth:`seed_offset`): the search's trials get distinct seeds
+            ``seed, seed + 1, ...`` in the order they run, as a joint search's do.
         device: Torch device; CUDA when available by default.
         progress: A factory for per-stage progress, or ``None`` for none.
         max_age: A RUNNING trial with no heartbeat that started longer ago than
@@ -96,7 +123,7 @@ class StagedSearch:
         >>> search = StagedSearch(default_plan("mlp", n_trials=2), "digits-mlp",
         ...                       storage=db, name="doc", epochs=2, progress=None)
         >>> [s.finished for s in search.run().stages]
-        [2, 2, 2]
+        [1, 2, 2, 2, 1]
     """
 
     def __init__(
@@ -156,11 +183,14 @@ class StagedSearch:
         carried: dict[str, tuple[Param, Any]] = {}
         summaries = []
         context = _stages.StageContext()
+        spent: dict[str, int] = {}  # epochs each closed stage trained (budget step 2)
         for index, planned in enumerate(self.plan.stages):
             # the ranges the earlier stages decided (LR window, step 4's direction)
             stage = context.resolve(planned, carried, self.plan.defaults)
-            summary = self._run_stage(index, stage, carried, context.attrs[stage.name])
+            budget = self.stage_budget(index, spent)
+            summary = self._run_stage(index, stage, carried, budget, context.attrs[stage.name])
             summaries.append(summary)
+            spent[stage.name] = summary.epochs_spent
             for param in stage.params:
                 carried[param.name] = (param, summary.best_params[param.name])
             context.finished(stage, self._load_study(summary.study_name))
@@ -168,19 +198,38 @@ class StagedSearch:
         final.update({name: value for name, (_, value) in carried.items()})
         return SearchResult(self.name, summaries, final, summaries[-1].best_value)
 
+    def stage_budget(self, index: int, spent: Mapping[str, int]) -> StageBudget:
+        """Stage ``index``'s budget, given the epochs the stages before it trained.
+
+        Raises:
+            SearchError: The stage's part of the epoch budget is less than a trial.
+        """
+        try:
+            return stage_budget(self.plan, index, epochs=self.epochs, spent_before=spent)
+        except ValueError as error:
+            raise SearchError(f"Search {self.name!r}: {error}") from None
+
     def seed_offset(self, index: int) -> int:
         """What stage ``index`` adds to ``seed`` for its trials' torch seeds.
 
-        The budgets of the stages before it, so that the first trial of a stage
-        does not repeat an earlier stage's seed.
+        The trials of the stages before it, so that the first trial of a stage
+        does not repeat an earlier stage's seed: their ``n_trials`` when the plan
+        counts trials, the trials stored in their studies when it has an epoch
+        budget (the stages before ``index`` must have run).
 
         Args:
             index: The stage's position in the plan.
 
         Returns:
-            The sum of ``n_trials`` of stages ``0 .. index - 1``.
+            The number of trials of stages ``0 .. index - 1``.
         """
-        return sum(stage.n_trials for stage in self.plan.stages[:index])
+        earlier = self.plan.stages[:index]
+        if self.plan.budget is None:
+            return sum(stage.n_trials for stage in earlier)
+        return sum(
+            len(self._load_study(study_name(self.name, s.name)).get_trials(deepcopy=False))
+            for s in earlier
+        )
 
     def status(self) -> list[StageSummary]:
         """Each stage's progress, read from storage."""
@@ -245,10 +294,11 @@ class StagedSearch:
         index: int,
         stage: Stage,
         carried: Mapping[str, tuple[Param, Any]],
+        budget: StageBudget,
         stage_attrs: Mapping[str, Any] | None = None,
     ) -> StageSummary:
         fixed = {n: v for n, (_, v) in carried.items() if n not in stage.param_names}
-        study = self._open_study(index, stage, fixed)
+        study = self._open_study(index, stage, fixed, budget)
         lineage = StageLineage(
             search=self.name,
             stage=stage.name,
@@ -256,7 +306,8 @@ class StagedSearch:
             n_stages=len(self.plan.stages),
             searches={p.name: p.to_dict() for p in stage.params},
             carried=fixed,
-            budget=stage.n_trials,
+            budget=budget.amount,
+            budget_unit=budget.unit,
             plan=self.fingerprint(),
         )
         metric = _stages.metric_name(stage, self._metric)
@@ -294,7 +345,7 @@ class StagedSearch:
             device=_device(self.device),
             seed=self.seed + self.seed_offset(index),
         )
-        self._optimize(study, stage, index, objective)
+        self._optimize(study, stage, index, objective, budget)
 
         def done(stored: StageLineage) -> StageLineage:
             summary = summarize(study, stored)
@@ -315,10 +366,17 @@ class StagedSearch:
         # Every worker carries forward what storage holds, not what it computed.
         return summarize(study, _barrier.close_stage(study, done, on_close=finished))
 
-    def _open_study(self, index: int, stage: Stage, fixed: Mapping[str, Any]) -> optuna.Study:
+    def _open_study(
+        self, index: int, stage: Stage, fixed: Mapping[str, Any], budget: StageBudget
+    ) -> optuna.Study:
         import optuna
 
-        sampler: optuna.samplers.BaseSampler = stage.sampler.build(stage, seed=self.seed + index)
+        sampler: optuna.samplers.BaseSampler = stage.sampler.build(
+            stage, seed=self.seed + index, trials=trial_equivalents(self.plan, stage.name)
+        )
+        pruner = stage.pruner.build(self.epochs)
+        if budget.unit == "epochs":
+            pruner = CappedPruner(pruner, self.epochs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             if fixed:
@@ -328,7 +386,7 @@ class StagedSearch:
                 study_name=study_name(self.name, stage.name),
                 direction=_stages.direction_for(stage, self.task),
                 sampler=sampler,
-                pruner=stage.pruner.build(self.epochs),
+                pruner=pruner,
                 load_if_exists=True,
             )
 
@@ -371,20 +429,28 @@ class StagedSearch:
         stage: Stage,
         index: int,
         objective: Callable[[optuna.Trial], float],
+        budget: StageBudget,
     ) -> None:
-        def finished() -> int:
-            return _barrier.count_trials(study)[0]
+        def spent() -> int:
+            return budget.spent(study.get_trials(deepcopy=False))
 
         progress = (
             None
             if self._progress is None
-            else self._progress(stage, index, len(self.plan.stages), finished())
+            else self._progress(
+                stage,
+                index,
+                len(self.plan.stages),
+                spent(),
+                total=budget.amount,
+                unit=budget.unit[:-1],
+            )
         )
 
         def on_progress() -> None:
             if progress is not None:
                 complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                progress.update(finished(), study.best_value if complete else None)
+                progress.update(spent(), study.best_value if complete else None)
 
         try:
             # Claims a slot before each trial, so that any number of workers end the
@@ -392,22 +458,24 @@ class StagedSearch:
             # same params (storage.recover_dead_trials, search._trial).
             if not _barrier.run_trials(
                 study,
-                budget=stage.n_trials,
+                budget=budget,
                 objective=objective,
                 max_age=self.max_age,
                 on_progress=on_progress,
             ):
+                what = "finished trials" if budget.unit == "trials" else "trained epochs"
                 raise SearchError(
-                    f"Stage {stage.name!r} did not reach its budget of {stage.n_trials} "
-                    f"finished trials; see `stagetune status --name {self.name}`."
+                    f"Stage {stage.name!r} did not reach its budget of {budget.amount} "
+                    f"{what}; see `stagetune status --name {self.name}`."
                 )
         finally:
             if progress is not None:
                 progress.close()
 
 
-def task_plan(task: Task, *, n_trials: int | None = None) -> Plan:
-    """The default plan of the task's profile.
+def task_plan(task: Task, *, n_trials: int | None = None, budget: int | None = None) -> Plan:
+    """The default plan of the task's profile (``n_trials`` / ``budget``: see
+    :func:`stagetune.spaces.default_plan`).
 
     A task may name a profile this version does not define yet; it then gets
     the ``mlp`` profile's plan, which trains any model.
@@ -415,7 +483,7 @@ def task_plan(task: Task, *, n_trials: int | None = None) -> Plan:
     from stagetune.spaces import PROFILES
 
     profile = task.profile if task.profile in PROFILES else "mlp"
-    return default_plan(profile, n_trials=n_trials)
+    return default_plan(profile, n_trials=n_trials, budget=budget)
 
 
 def _device(device: torch.device | str | None) -> torch.device | None:

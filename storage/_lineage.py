@@ -19,6 +19,7 @@ LINEAGE_KEYS: tuple[str, ...] = (
     "stagetune_searches",
     "stagetune_carried",
     "stagetune_budget",
+    "stagetune_budget_unit",
     "stagetune_plan",
     "stagetune_done",
     "stagetune_best_params",
@@ -51,11 +52,13 @@ class StageLineage:
         n_stages: Number of stages in the plan.
         searches: The parameters the stage searches, with their ranges.
         carried: Values fixed by earlier stages (name -> value).
-        budget: Finished trials the stage needs.
+        budget: What the stage may spend, in ``budget_unit``.
         plan: Fingerprint of the plan the search was started with.
         done: Whether the stage has its budget and its best is recorded.
         best_params: The stage's best values of ``searches`` (once done).
         best_value: The stage's best metric (once done).
+        budget_unit: ``"trials"`` (finished trials) or ``"epochs"`` (trained epochs,
+            pruned trials' partial epochs included).
     """
 
     search: str
@@ -69,6 +72,7 @@ class StageLineage:
     done: bool = False
     best_params: dict[str, Any] = field(default_factory=dict)
     best_value: float | None = None
+    budget_unit: str = "trials"
 
     def to_attrs(self) -> dict[str, Any]:
         return {
@@ -79,6 +83,7 @@ class StageLineage:
             "stagetune_searches": self.searches,
             "stagetune_carried": self.carried,
             "stagetune_budget": self.budget,
+            "stagetune_budget_unit": self.budget_unit,
             "stagetune_plan": self.plan,
             "stagetune_done": self.done,
             "stagetune_best_params": self.best_params,
@@ -102,6 +107,7 @@ class StageLineage:
             done=bool(attrs.get("stagetune_done", False)),
             best_params=dict(attrs.get("stagetune_best_params") or {}),
             best_value=attrs.get("stagetune_best_value"),
+            budget_unit=str(attrs.get("stagetune_budget_unit", "trials")),
         )
 
 

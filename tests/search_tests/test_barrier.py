@@ -14,6 +14,7 @@ from stagetune.objectives import Task, get_task
 from stagetune.objectives._tasks import accuracy
 from stagetune.search import StagedSearch
 from stagetune.search._barrier import claim_slot, count_trials
+from stagetune.search._budget import EPOCH_CAP_ATTR, StageBudget
 from stagetune.spaces import default_plan
 from stagetune.storage import WORKER_ATTR, open_storage
 from tests.conftest import StorageSupplier
@@ -85,7 +86,7 @@ def test_claims_never_exceed_the_budget(storage_supplier: StorageSupplier) -> No
     def claimer() -> None:
         own = optuna.load_study(study_name="c", storage=open_storage(url))
         for _ in range(20):
-            trial = claim_slot(own, 7, None)
+            trial = claim_slot(own, StageBudget.trials(7, 4), None)
             if trial is not None:
                 with lock:
                     claimed.append(trial.number)
@@ -102,14 +103,14 @@ def test_claims_never_exceed_the_budget(storage_supplier: StorageSupplier) -> No
 
 def test_a_failed_trial_frees_its_slot_for_its_retry(sqlite_url: str) -> None:
     study = optuna.create_study(storage=open_storage(sqlite_url), study_name="c")
-    first = claim_slot(study, 1, None)
+    first = claim_slot(study, StageBudget.trials(1, 4), None)
     assert first is not None
-    assert claim_slot(study, 1, None) is None  # the only slot is taken
+    assert claim_slot(study, StageBudget.trials(1, 4), None) is None  # the only slot is taken
 
     from stagetune.storage import fail_and_retry
 
     assert fail_and_retry(study, first._trial_id)
-    retry: Any = claim_slot(study, 1, None)
+    retry: Any = claim_slot(study, StageBudget.trials(1, 4), None)
     assert retry is not None
     assert retry.number == 1
     assert study.trials[1].system_attrs["failed_trial"] == 0

@@ -35,7 +35,9 @@ def test_each_stage_note_is_written_when_it_starts_and_updated_when_it_ends(
     class NoteAtStart:
         """A progress display: it is made once a stage has started, before its trials."""
 
-        def __init__(self, stage: Stage, index: int, n_stages: int, finished: int) -> None:
+        def __init__(
+            self, stage: Stage, index: int, n_stages: int, finished: int, **_: object
+        ) -> None:
             at_start[stage.name] = note_of(url, f"n/{stage.name}")
 
         def update(self, finished: int, best: float | None) -> None:
