@@ -50,17 +50,14 @@ def test_a_pruned_trial_counts_its_partial_epochs(bench: ModuleType) -> None:
     assert bench.trial_epochs(nan) == 2
 
 
-def test_stage_budgets_scale_to_the_trial_equivalents(bench: ModuleType) -> None:
+def test_the_staged_methods_run_the_plan_at_the_budget(bench: ModuleType) -> None:
     plan = core_plan("mlp")
-    for trials in (len(plan.stages), 7, 20, 45):
-        scaled = bench.scaled_plan(plan, trials, prune=False)
-        assert sum(s.n_trials for s in scaled.stages) == trials
-        assert all(s.n_trials >= 1 for s in scaled.stages)
-        assert {s.pruner.kind for s in scaled.stages} == {"none"}
-    pruned = bench.scaled_plan(plan, 20, prune=True)
+    pruned = bench.budget_plan(plan, 20, prune=True)
+    assert pruned.budget == 20
     assert [s.pruner for s in pruned.stages] == [s.pruner for s in plan.stages]
-    with pytest.raises(ValueError, match="cannot fund"):
-        bench.scaled_plan(plan, len(plan.stages) - 1, prune=True)
+    unpruned = bench.budget_plan(plan, 20, prune=False)
+    assert {s.pruner.kind for s in unpruned.stages} == {"none"}
+    assert unpruned.stage_fractions() == plan.stage_fractions()
 
 
 def test_joint_search_spends_exactly_its_budget_partial_trials_included(
@@ -80,9 +77,12 @@ def test_joint_search_spends_exactly_its_budget_partial_trials_included(
     assert complete and all(0.0 <= t["test"] <= 1.0 for t in complete)
 
 
-def test_staged_search_runs_its_scaled_plan_with_seeds_in_trial_order(bench: ModuleType) -> None:
+def test_staged_search_spends_its_epoch_budget_with_seeds_in_trial_order(
+    bench: ModuleType,
+) -> None:
     job = bench.Job("digits-mlp", "staged-noprune", seed=1, trials=4, epochs=2)
     run = bench.run_job(job)
+    # 8 epochs: the shares 0.45/0.275/0.275 give cumulative targets 4, 6, 8
     assert run["epochs_spent"] == job.budget == 8
     assert [t["epochs"] for t in run["trials"]] == [2, 2, 2, 2]
     assert [t["stage"] for t in run["trials"]] == ["lr", "lr", "weight_decay", "regularization"]
@@ -107,11 +107,54 @@ def test_picks_only_see_trials_that_ended_within_the_budget_fraction(bench: Modu
     assert bench.first_reach([run], 0.95, 9, "maximize") is None
 
 
+def test_the_bootstrap_interval_holds_the_mean_and_is_reproducible(bench: ModuleType) -> None:
+    values = [0.01, -0.002, 0.004, 0.02, 0.0, 0.006, -0.01, 0.012]
+    mean, low, high = bench.bootstrap_mean(values)
+    assert mean == pytest.approx(sum(values) / len(values))
+    assert min(values) < low < mean < high < max(values)
+    assert bench.bootstrap_mean(values) == (mean, low, high)
+    # a wider interval for a higher level
+    _, low99, high99 = bench.bootstrap_mean(values, level=0.99)
+    assert low99 < low and high99 > high
+    assert bench.bootstrap_mean([0.5]) == (0.5, 0.5, 0.5)
+    with pytest.raises(ValueError, match="at least one value"):
+        bench.bootstrap_mean([])
+
+
+def _run(
+    method: str, seed: int, tests: list[float], direction: str = "maximize"
+) -> dict[str, Any]:
+    trials = [
+        {"state": "COMPLETE", "value": t, "epochs": 5, "test": t} for t in tests
+    ]  # validation = test here, so the pick at each fraction is the best so far
+    return {"job": {"method": method, "seed": seed}, "direction": direction, "trials": trials}
+
+
+def test_paired_differences_match_seeds_and_fractions(bench: ModuleType) -> None:
+    methods = {
+        "staged": [_run("staged", 0, [0.5, 0.9]), _run("staged", 1, [0.6, 0.7])],
+        "tpe": [_run("tpe", 1, [0.8, 0.8]), _run("tpe", 0, [0.4, 0.6]), _run("tpe", 2, [1.0])],
+    }
+    result = bench.paired(methods, 10, "maximize")
+    half, full = result["tpe"]["0.5"], result["tpe"]["1.0"]
+    # seed 2 has no staged run: two pairs, seed by seed
+    assert half["seeds"] == [0, 1] and half["n"] == 2
+    assert half["diffs"] == pytest.approx([0.5 - 0.4, 0.6 - 0.8])
+    assert full["diffs"] == pytest.approx([0.9 - 0.6, 0.7 - 0.8])
+    assert full["mean"] == pytest.approx(0.1)
+    # minimizing: the picks are the lowest values, and a lower staged value counts as better
+    low = {k: [{**r, "direction": "minimize"} for r in v] for k, v in methods.items()}
+    diffs = bench.paired(low, 10, "minimize")["tpe"]["1.0"]["diffs"]
+    assert diffs == pytest.approx([-(0.5 - 0.4), -(0.6 - 0.8)])
+
+
 def test_smoke_run_writes_the_table_and_the_plot(bench: ModuleType, tmp_path: Path) -> None:
     assert bench.main(["--preset", "smoke", "--workers", "1", "--out", str(tmp_path)]) == 0
     table = (tmp_path / "search_efficiency.md").read_text()
     for method in bench.METHODS:
         assert f"| {method} |" in table
     assert "Budget 12 epochs = 4 trial-equivalents x 3 epochs" in table
+    assert "| staged minus | @25% | @50% | @100% |" in table
+    assert "- staged spends 100.0% of the epoch budget at least" in table
     assert (tmp_path / "search_efficiency.png").stat().st_size > 0
     assert len(list((tmp_path / "raw").glob("*.json"))) == len(bench.METHODS)
