@@ -3,7 +3,9 @@
 Nothing lost means: every trial a worker finished is COMPLETE or PRUNED in storage
 with its value, params and reported steps; no trial is left RUNNING; trial numbers
 are unique; each retry links to the trial it replaces (same params); each stage
-ends with exactly its budget; every worker carried the same values forward.
+ends with exactly its budget (finished trials, or trained epochs: the search's
+epoch budget exactly, each stage before the last within one trial of its
+allowance); every worker carried the same values forward.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from stagetune.search._budget import trained_epochs
 from stagetune.storage import WORKER_ATTR, open_storage
 
 STAGES = ("lr", "weight_decay", "regularization")
@@ -27,11 +30,15 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 Snapshot = dict[tuple[str, int], tuple[str, float | None, dict[str, Any], dict[int, float]]]
 
 
-def stagetune(url: str, name: str, *extra: str, trials: int = 3, epochs: int = 5) -> list[str]:
-    """The command line of a quiet `stagetune run`."""
+def stagetune(
+    url: str, name: str, *extra: str, trials: int = 3, epochs: int = 5, budget: int | None = None
+) -> list[str]:
+    """The command line of a quiet `stagetune run` (``budget``: ``--budget`` instead of
+    ``--trials``)."""
+    size = ["--trials", str(trials)] if budget is None else ["--budget", str(budget)]
     return [
         sys.executable, "-m", "stagetune", "run", "--storage", url, "--name", name,
-        "--trials", str(trials), "--epochs", str(epochs), "--quiet", "--threads", "1", *extra,
+        *size, "--epochs", str(epochs), "--quiet", "--threads", "1", *extra,
     ]  # fmt: skip
 
 
@@ -125,24 +132,42 @@ def assert_nothing_lost(
     url: str,
     name: str,
     *,
-    budget: int,
+    budget: int | None = None,
     epochs: int,
+    epoch_budget: int | None = None,
     before: Snapshot | None = None,
     stages: Sequence[str] = STAGES,
 ) -> dict[str, int]:
-    """Check the invariants; returns counts of failed trials and retries."""
+    """Check the invariants; returns counts of failed trials and retries.
+
+    Args:
+        budget: Finished trials of every stage (a plan counting trials).
+        epoch_budget: Trained epochs of all ``stages`` together (a plan with a budget).
+    """
     found = studies(url, name, stages)
     assert list(found) == list(stages), f"missing stage studies: {set(stages) - set(found)}"
+    assert (budget is None) != (epoch_budget is None), "give budget or epoch_budget"
     failed_total = retries_total = exhausted = 0
     carried: dict[str, Any] = {}
-    for stage, study in found.items():
+    spent_total = 0
+    for position, (stage, study) in enumerate(found.items()):
         trials = study.trials
         numbers = [t.number for t in trials]
         assert sorted(numbers) == list(range(len(trials))), (stage, numbers)
         states = [t.state for t in trials]
         assert TrialState.RUNNING not in states, (stage, states)
         finished = [t for t in trials if t.state in FINISHED]
-        assert len(finished) == budget, (stage, [s.name for s in states])
+        if budget is not None:
+            assert len(finished) == budget, (stage, [s.name for s in states])
+        else:
+            spent = sum(trained_epochs(t) for t in finished)
+            allowance = study.user_attrs["stagetune_budget"]
+            assert study.user_attrs["stagetune_budget_unit"] == "epochs", stage
+            if position == len(found) - 1:
+                assert spent == allowance, (stage, spent, allowance)
+            else:  # what is left (less than a trial) goes to the next stage
+                assert allowance - epochs < spent <= allowance, (stage, spent, allowance)
+            spent_total += spent
         for trial in finished:
             assert SEARCHED[stage] in trial.params, (stage, trial.number, trial.params)
             for key, value in carried.items():
@@ -178,6 +203,8 @@ def assert_nothing_lost(
         best = study.user_attrs["stagetune_best_params"]
         assert study.user_attrs["stagetune_done"] is True
         carried.update(best)
+    if epoch_budget is not None:
+        assert spent_total == epoch_budget, (spent_total, epoch_budget)
     if before is not None:
         after = snapshot(url, name, stages)
         for key, value in before.items():

@@ -14,7 +14,7 @@ from stagetune.objectives import Task, get_task
 from stagetune.objectives._tasks import accuracy
 from stagetune.search import StagedSearch
 from stagetune.search._barrier import claim_slot, count_trials
-from stagetune.search._budget import EPOCH_CAP_ATTR, StageBudget
+from stagetune.search._budget import StageBudget
 from stagetune.spaces import default_plan
 from stagetune.storage import WORKER_ATTR, open_storage
 from tests.conftest import StorageSupplier
