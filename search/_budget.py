@@ -172,7 +172,7 @@ def stage_budget(
     last = names[-1] == stage.name
     if allowance < (1 if last else epochs):
         raise ValueError(
-            f"stage {stage.name!r} has {allowance} of the budget's {plan.budget * epochs} "
+            f"stage {stage.name!r} has {allowance} of the budget's {targets[names[-1]]} "
             f"epochs left, less than one trial of {epochs}; raise the budget."
         )
     return StageBudget("epochs", allowance, epochs, last=last)
