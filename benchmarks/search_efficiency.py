@@ -190,7 +190,7 @@ def trial_epochs(trial: optuna.trial.FrozenTrial) -> int:
     """Epochs a finished trial trained, partial (pruned) trials included: the staged
     search's own count (its reported steps, plus one when a non-finite loss ended it in
     an epoch that it did not report)."""
-    from stagetune.search._budget import trained_epochs
+    from stagetune.search import trained_epochs
 
     return trained_epochs(trial)
 

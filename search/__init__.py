@@ -3,7 +3,8 @@
 The modules of this package form layers; a module imports only modules below it
 (``tests/test_imports.py`` fails otherwise), bottom first:
 
-1. ``_errors`` (``SearchError``), ``_signals`` (SIGINT/SIGTERM as ``Interrupted``)
+1. ``_errors`` (``SearchError``), ``_signals`` (SIGINT/SIGTERM as ``Interrupted``),
+   ``_budget`` (stage budgets: counting, claiming and capping trained epochs)
 2. ``_trial`` (one claimed trial), ``_stages`` (what each stage kind does)
 3. ``_barrier`` (one stage among any number of workers)
 4. ``_read`` (the read side: a search's stage studies and summaries), ``_notes``
@@ -16,6 +17,7 @@ The modules of this package form layers; a module imports only modules below it
 docs/architecture.md says what each layer holds.
 """
 
+from stagetune.search._budget import trained_epochs
 from stagetune.search._errors import SearchError
 from stagetune.search._read import SearchResult, StageSummary, search_status
 from stagetune.search._search import StagedSearch, task_plan
@@ -32,4 +34,5 @@ __all__ = [
     "run_workers",
     "search_status",
     "task_plan",
+    "trained_epochs",
 ]

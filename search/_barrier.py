@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from stagetune.search._signals import Interrupted, check_interrupted, critical
 from stagetune.search._budget import EPOCH_CAP_ATTR, StageBudget
+from stagetune.search._signals import Interrupted, check_interrupted, critical
 from stagetune.search._trial import run_trial
 from stagetune.storage import (
     StageLineage,

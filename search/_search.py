@@ -16,15 +16,15 @@ from optuna.trial import TrialState
 from stagetune.objectives import Task, get_task
 from stagetune.search import _barrier, _stages
 from stagetune.search import _notes as notes
-from stagetune.search._errors import SearchError
-from stagetune.search._read import SearchResult, StageSummary, search_status, summarize
-from stagetune.search._resume import check_resume, delete_search
 from stagetune.search._budget import (
     CappedPruner,
     StageBudget,
     stage_budget,
     trial_equivalents,
 )
+from stagetune.search._errors import SearchError
+from stagetune.search._read import SearchResult, StageSummary, search_status, summarize
+from stagetune.search._resume import check_resume, delete_search
 from stagetune.spaces import Param, Plan, Stage, default_plan
 from stagetune.storage import (
     DEFAULT_MAX_AGE,

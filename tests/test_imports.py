@@ -64,7 +64,7 @@ LAYERS: dict[str, list[set[str]]] = {
         {"__init__"},
     ],
     "search": [
-        {"_errors", "_signals"},  # SearchError; SIGINT/SIGTERM as Interrupted
+        {"_errors", "_signals", "_budget"},  # SearchError; signals; epoch accounting
         {"_trial", "_stages"},  # one claimed trial; what each stage kind does
         {"_barrier"},  # one stage among any number of workers
         {"_read", "_notes"},  # the read side: stage studies, summaries, notes
