@@ -507,13 +507,13 @@ def bootstrap_mean(
     """``(mean, low, high)``: the mean and its percentile-bootstrap ``level`` interval.
 
     Resamples ``values`` with replacement ``resamples`` times (seeded, so the table is
-    reproducible); with one value the interval is that value.
+    reproducible); one value has no interval (NaN ends).
     """
     if not values:
         raise ValueError("bootstrap_mean needs at least one value.")
     mean = statistics.fmean(values)
     if len(values) == 1:
-        return mean, mean, mean
+        return mean, math.nan, math.nan
     rng = random.Random(seed)
     n = len(values)
     means = sorted(statistics.fmean(rng.choices(values, k=n)) for _ in range(resamples))
@@ -762,10 +762,12 @@ def _paired_text(info: Mapping[str, Any]) -> list[str]:
             if cell is None:
                 cells.append("-")
                 continue
-            cells.append(
-                f"{cell['mean'] * 100:+.2f} [{cell['low'] * 100:+.2f}, "
-                f"{cell['high'] * 100:+.2f}] ({cell['n']})"
+            interval = (
+                "[-]"
+                if math.isnan(cell["low"])
+                else f"[{cell['low'] * 100:+.2f}, {cell['high'] * 100:+.2f}]"
             )
+            cells.append(f"{cell['mean'] * 100:+.2f} {interval} ({cell['n']})")
         lines.append(f"| {other} | " + " | ".join(cells) + " |")
     lines.append("")
     return lines
@@ -791,7 +793,7 @@ def _targets_text(info: Mapping[str, Any]) -> list[str]:
             f"{'met' if ok else 'MISSED'}"
         )
         first = tpe.get(str(FRACTIONS[0]))
-        above = first is not None and first["low"] > 0
+        above = first is not None and not math.isnan(first["low"]) and first["low"] > 0
         lines.append(
             f"- its {INTERVAL * 100:.0f}% interval above 0 at 25%: {'yes' if above else 'no'} "
             "(target: on at least two tasks)"
@@ -911,7 +913,12 @@ def run_all(jobs: Sequence[Job], folder: Path, *, workers: int, resume: bool = T
 
 
 def report(
-    folder: Path, jobs: Sequence[Job] | None = None, *, command: str, note: str = ""
+    folder: Path,
+    jobs: Sequence[Job] | None = None,
+    *,
+    command: str,
+    note: str = "",
+    stem: str = "search_efficiency",
 ) -> dict[str, Any]:
     """Write the table (``search_efficiency.md``, ``.json``) and the plot from the raw results.
 
@@ -920,16 +927,17 @@ def report(
         jobs: Only these jobs' results (``None``: every result there).
         command: The command line shown above the table.
         note: A line shown above the table.
+        stem: The outputs' file name without its suffix.
 
     Returns:
         The analysis that the table shows.
     """
     runs = load_runs(folder, jobs)
     analysis = analyse(runs)
-    (folder / "search_efficiency.md").write_text(markdown(analysis, command=command, note=note))
-    (folder / "search_efficiency.json").write_text(json.dumps(analysis, indent=1, default=str))
+    (folder / f"{stem}.md").write_text(markdown(analysis, command=command, note=note))
+    (folder / f"{stem}.json").write_text(json.dumps(analysis, indent=1, default=str))
     if runs:
-        plot(runs, folder / "search_efficiency.png")
+        plot(runs, folder / f"{stem}.png")
     return analysis
 
 
@@ -945,6 +953,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="ignore raw results already there")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--note", default="", help="a line for the top of the table")
+    parser.add_argument(
+        "--stem", default="search_efficiency", help="name of the .md/.json/.png written"
+    )
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
     if args.tasks:
@@ -965,8 +976,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         run_all(jobs, args.out, workers=args.workers)
         print(f"all {len(jobs)} searches in {time.perf_counter() - started:.0f} s", flush=True)
-    report(args.out, jobs, command=command.strip(), note=args.note)
-    print((args.out / "search_efficiency.md").read_text())
+    report(args.out, jobs, command=command.strip(), note=args.note, stem=args.stem)
+    print((args.out / f"{args.stem}.md").read_text())
     return 0
 
 

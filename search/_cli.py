@@ -432,8 +432,14 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
         for name, profile in PROFILES.items():
             if profile.kind == kind:
                 print(f"  {name:<22} {profile.description}")
+    plan = PROFILES["mlp"].plan()
     stages = " -> ".join(PROFILES["mlp"].order)
+    shares = ", ".join(f"{name} {f * 100:g}%" for name, f in plan.stage_fractions().items())
     print(f"Every plan: {stages}; `stagetune profiles NAME` prints one as a plan file.")
+    print(
+        f"Budget: {plan.budget} trial-equivalents of trained epochs (--budget N), split "
+        f"{shares}; the range test and the final run are one trial each."
+    )
     return 0
 
 

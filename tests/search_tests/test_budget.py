@@ -277,3 +277,15 @@ def test_the_cli_status_shows_epochs(sqlite_url: str, capsys: pytest.CaptureFixt
         total += int(spent)
     assert total == 8
     assert default_plan("mlp").budget is not None  # the CLI's default plan has a budget too
+
+
+def test_profiles_show_the_budget_and_the_shares(capsys: pytest.CaptureFixture[str]) -> None:
+    from stagetune.search._cli import main
+
+    assert main(["profiles"]) == 0
+    out = capsys.readouterr().out
+    assert "Budget: 22 trial-equivalents of trained epochs (--budget N), split lr 45%, " in out
+    assert main(["profiles", "mlp"]) == 0
+    plan_file = capsys.readouterr().out
+    assert "budget = 22" in plan_file
+    assert "share = 0.45" in plan_file
