@@ -17,6 +17,7 @@ from stagetune.objectives._train import (
     evaluate,
     train,
 )
+from stagetune.storage import TrialAttr
 
 if TYPE_CHECKING:
     import optuna
@@ -48,7 +49,7 @@ class FinalObjective(StageObjective):
 
         params = self.params_for(trial)
         config = TrainConfig.from_params(params)
-        trial.set_user_attr("config", dict(sorted(params.items())))
+        trial.set_user_attr(TrialAttr.CONFIG, dict(sorted(params.items())))
         splits = load_splits(self.task)
         device = self.device or default_device()
         seed = self.seed + trial.number
@@ -97,22 +98,23 @@ class FinalObjective(StageObjective):
             stopped_early = True
         except NonFiniteLossError as error:
             diverged = True
-            trial.set_user_attr("final_error", str(error))
+            trial.set_user_attr(TrialAttr.FINAL_ERROR, str(error))
         finally:
             record_curves(trial, history, initial=start, diverged=diverged)
         if not best:
             import optuna
 
-            reason = f"the final run has no finished epoch ({trial.user_attrs.get('final_error')})"
-            trial.set_user_attr("prune_reason", reason)
+            cause = trial.user_attrs.get(TrialAttr.FINAL_ERROR)
+            reason = f"the final run has no finished epoch ({cause})"
+            trial.set_user_attr(TrialAttr.PRUNE_REASON, reason)
             raise optuna.TrialPruned(reason)
-        trial.set_user_attr("best_epoch", best["epoch"])
-        trial.set_user_attr("stopped_early", stopped_early)
+        trial.set_user_attr(TrialAttr.BEST_EPOCH, best["epoch"])
+        trial.set_user_attr(TrialAttr.STOPPED_EARLY, stopped_early)
         model = models[-1]
         with torch.no_grad():
             model.load_state_dict(best["state"])
         if splits.test is not None:
             test_loss, test_metric = evaluate(model, self.task, splits.test, device=device)
-            trial.set_user_attr("test_loss", test_loss)
-            trial.set_user_attr("test_metric", test_metric)
+            trial.set_user_attr(TrialAttr.TEST_LOSS, test_loss)
+            trial.set_user_attr(TrialAttr.TEST_METRIC, test_metric)
         return float(best["value"])

@@ -20,6 +20,7 @@ from stagetune.objectives._train import (
     free_device_memory,
     train,
 )
+from stagetune.storage import TrialAttr
 
 if TYPE_CHECKING:
     import optuna
@@ -79,7 +80,7 @@ class StageObjective:
 
         params = self.params_for(trial)
         config = TrainConfig.from_params(params)
-        trial.set_user_attr("config", _jsonable(params))
+        trial.set_user_attr(TrialAttr.CONFIG, _jsonable(params))
 
         history: list[EpochStats] = []
         reported: set[int] = set()
@@ -98,7 +99,7 @@ class StageObjective:
             reported.add(stats.epoch)
             trial.report(stats.val_metric, stats.epoch)
             if trial.should_prune():
-                trial.set_user_attr("pruned_at_epoch", stats.epoch)
+                trial.set_user_attr(TrialAttr.PRUNED_AT_EPOCH, stats.epoch)
                 raise optuna.TrialPruned(f"pruned at epoch {stats.epoch}")
 
         try:
@@ -107,14 +108,14 @@ class StageObjective:
             # The search goes on: the trial ends as pruned, so that samplers rank it
             # below every trial that trained, and the reason is on the trial.
             diverged = True
-            trial.set_user_attr("prune_reason", str(error))
+            trial.set_user_attr(TrialAttr.PRUNE_REASON, str(error))
             raise optuna.TrialPruned(str(error)) from None
         finally:
             record_curves(trial, history, initial=start, diverged=diverged)
         if result.stopped_early:
-            trial.set_user_attr("stopped_early_at_epoch", result.final.epoch)
+            trial.set_user_attr(TrialAttr.STOPPED_EARLY_AT_EPOCH, result.final.epoch)
         if config.early_stopping_patience is not None:
-            trial.set_user_attr("best_epoch", result.best_epoch)
+            trial.set_user_attr(TrialAttr.BEST_EPOCH, result.best_epoch)
             return result.best_val_metric
         return result.final.val_metric
 
@@ -151,11 +152,11 @@ class StageObjective:
             free_device_memory(device)
             smaller = config.with_half_micro_batch() if attempt == 1 else None
             if smaller is None:
-                trial.set_user_attr("prune_reason", reason)
+                trial.set_user_attr(TrialAttr.PRUNE_REASON, reason)
                 raise optuna.TrialPruned(reason)
-            trial.set_user_attr("oom", reason)
+            trial.set_user_attr(TrialAttr.OOM, reason)
             trial.set_user_attr(
-                "oom_retry",
+                TrialAttr.OOM_RETRY,
                 {
                     "micro_batch_size": smaller.micro_batch_size,
                     "accumulation_steps": smaller.accumulation_steps,
@@ -200,19 +201,19 @@ def record_curves(
     for key, value in lr_diagnosis.to_attrs().items():
         trial.set_user_attr(key, value)
     if initial is not None:
-        trial.set_user_attr("initial_loss", initial)
+        trial.set_user_attr(TrialAttr.INITIAL_LOSS, initial)
     if not history:
         return
     stats = history[-1]
-    trial.set_user_attr("epochs_run", stats.epoch)
-    trial.set_user_attr("train_loss", stats.train_loss)
-    trial.set_user_attr("val_loss", stats.val_loss)
-    trial.set_user_attr("val_metric", stats.val_metric)
-    trial.set_user_attr("train_loss_curve", train_curve)
-    trial.set_user_attr("val_loss_curve", [s.val_loss for s in history])
-    trial.set_user_attr("val_metric_curve", [s.val_metric for s in history])
+    trial.set_user_attr(TrialAttr.EPOCHS_RUN, stats.epoch)
+    trial.set_user_attr(TrialAttr.TRAIN_LOSS, stats.train_loss)
+    trial.set_user_attr(TrialAttr.VAL_LOSS, stats.val_loss)
+    trial.set_user_attr(TrialAttr.VAL_METRIC, stats.val_metric)
+    trial.set_user_attr(TrialAttr.TRAIN_LOSS_CURVE, train_curve)
+    trial.set_user_attr(TrialAttr.VAL_LOSS_CURVE, [s.val_loss for s in history])
+    trial.set_user_attr(TrialAttr.VAL_METRIC_CURVE, [s.val_metric for s in history])
     fit = diagnose_fit(train_curve, [s.val_loss for s in history], initial_loss=initial)
-    trial.set_user_attr("fit_diagnosis", fit.label)
+    trial.set_user_attr(TrialAttr.FIT_DIAGNOSIS, fit.label)
 
 
 def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:

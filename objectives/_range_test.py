@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from stagetune.storage import TrialAttr
+
 if TYPE_CHECKING:
     import optuna
     import torch
@@ -240,7 +242,7 @@ class RangeTestObjective:
         for param in self.carried:
             params[param.name] = suggest(trial, param)
         config = TrainConfig.from_params(params)
-        trial.set_user_attr("config", dict(sorted(params.items())))
+        trial.set_user_attr(TrialAttr.CONFIG, dict(sorted(params.items())))
         result = run_range_test(
             self.task,
             load_splits(self.task),
@@ -256,7 +258,7 @@ class RangeTestObjective:
         attrs["window"] = [window.low, window.high]
         attrs["clip"] = [self.clip.low, self.clip.high]
         attrs["clipped"] = window.clipped
-        trial.set_user_attr("lr_range_test", attrs)
+        trial.set_user_attr(TrialAttr.RANGE_TEST, attrs)
         # The trial's lr is the (clipped) suggestion: a one-point distribution, so that
         # the value is recorded as a parameter and carried forward like any best value.
         trial.suggest_float("lr", window.suggestion, window.suggestion, log=True)

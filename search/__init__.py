@@ -3,11 +3,12 @@
 The modules of this package form layers; a module imports only modules below it
 (``tests/test_imports.py`` fails otherwise), bottom first:
 
-1. ``_errors`` (``SearchError``), ``_signals`` (SIGINT/SIGTERM as ``Interrupted``)
+1. ``_errors`` (``SearchError``), ``_signals`` (SIGINT/SIGTERM as ``Interrupted``),
+   ``_format`` (how values are shown)
 2. ``_trial`` (one claimed trial), ``_stages`` (what each stage kind does)
 3. ``_barrier`` (one stage among any number of workers)
-4. ``_read`` (the read side: a search's stage studies and summaries), ``_notes``
-5. ``_resume``, ``_report``, ``_export``, ``_dashboard`` (read-side commands)
+4. ``_read`` (the read side: a search's stage studies, one summary per stage)
+5. ``_notes``, ``_resume``, ``_report``, ``_export``, ``_dashboard`` (what is built on it)
 6. ``_search`` (``StagedSearch``: the stages in order)
 7. ``_workers`` (N processes of one search)
 8. this face, and ``_cli`` (the ``stagetune`` command), imported by nothing but

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from stagetune.search._errors import SearchError, user_errors
+from stagetune.search._format import fmt
 from stagetune.search._workers import quiet_optuna
 
 if TYPE_CHECKING:
@@ -241,12 +242,13 @@ def _stage_lines(
     """Per stage: whether it is the range test, and one line on what its kind found."""
     import optuna
 
-    from stagetune.search._stages import RANGE_TEST_ATTR, stage_line
+    from stagetune.search._stages import stage_line
+    from stagetune.storage import StudyAttr
 
     lines = {}
     for stage in stages:
         study = optuna.load_study(study_name=stage.study_name, storage=storage)
-        lines[stage.name] = (RANGE_TEST_ATTR in study.user_attrs, stage_line(study, metric))
+        lines[stage.name] = (StudyAttr.RANGE_TEST in study.user_attrs, stage_line(study, metric))
     return lines
 
 
@@ -258,14 +260,14 @@ def _print_result(result: SearchResult, metric: str, storage: BaseStorage | None
         if range_test:  # its value is a loss, not the metric
             print(f"  {stage.name:<16} {detail}")
             continue
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in stage.best_params.items())
+        params = ", ".join(f"{k}={fmt(v)}" for k, v in stage.best_params.items())
         print(
-            f"  {stage.name:<16} val_{metric}={_fmt(stage.best_value)}  {params}  "
+            f"  {stage.name:<16} val_{metric}={fmt(stage.best_value)}  {params}  "
             f"({stage.complete} complete, {stage.pruned} pruned)"
         )
         if detail:
             print(f"  {'':<16}   {detail}")
-    final = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(result.best_params.items()))
+    final = ", ".join(f"{k}={fmt(v)}" for k, v in sorted(result.best_params.items()))
     print(f"Final hyperparameters: {final}")
 
 
@@ -288,7 +290,7 @@ def _print_trouble(storage: Any, stage: StageSummary) -> None:
     """One line per orphaned trial and per retry, under the stage's line."""
     import optuna
 
-    from stagetune.storage import INTERRUPTED_ATTR, find_orphans
+    from stagetune.storage import TrialSystemAttr, find_orphans
 
     study = optuna.load_study(study_name=stage.study_name, storage=storage)
     for orphan in find_orphans(study):
@@ -296,11 +298,11 @@ def _print_trouble(storage: Any, stage: StageSummary) -> None:
     trials = study.get_trials(deepcopy=False)
     by_number = {t.number: t for t in trials}
     for trial in trials:
-        history = trial.system_attrs.get("retry_history")
+        history = trial.system_attrs.get(TrialSystemAttr.RETRY_HISTORY)
         if not history:
             continue
         failed = by_number.get(history[-1])
-        why = failed.system_attrs.get(INTERRUPTED_ATTR) if failed is not None else None
+        why = failed.system_attrs.get(TrialSystemAttr.INTERRUPTED) if failed is not None else None
         cause = f"stopped by {why}" if why else "its worker died"
         print(
             f"      trial {trial.number}: retry of trial {history[-1]} ({cause}), "
@@ -311,7 +313,7 @@ def _print_trouble(storage: Any, stage: StageSummary) -> None:
 def _print_stage(stage: StageSummary) -> None:
     busy = stage.finished or stage.running or stage.failed
     state = "done" if stage.done else "in progress" if busy else "not started"
-    params = ", ".join(f"{k}={_fmt(v)}" for k, v in stage.best_params.items()) or "-"
+    params = ", ".join(f"{k}={fmt(v)}" for k, v in stage.best_params.items()) or "-"
     extra = ""
     if stage.running or stage.failed or stage.retried or stage.waiting:
         orphaned = f" ({stage.orphaned} orphaned)" if stage.orphaned else ""
@@ -321,7 +323,7 @@ def _print_stage(stage: StageSummary) -> None:
         )
     print(
         f"  {stage.name:<16} {stage.finished}/{stage.budget} finished "
-        f"({stage.pruned} pruned)  {state:<11}  best={_fmt(stage.best_value)}  {params}{extra}"
+        f"({stage.pruned} pruned)  {state:<11}  best={fmt(stage.best_value)}  {params}{extra}"
     )
 
 
@@ -399,12 +401,6 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     stages = " -> ".join(PROFILES["mlp"].order)
     print(f"Every plan: {stages}; `stagetune profiles NAME` prints one as a plan file.")
     return 0
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 _COMMANDS = {

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stagetune.search._errors import SearchError
-from stagetune.search._read import load_search
+from stagetune.search._read import load_stages
 
 if TYPE_CHECKING:
     import pandas
@@ -40,11 +40,11 @@ def trials_frame(storage: BaseStorage, name: str) -> pandas.DataFrame:
     import pandas
 
     frames = []
-    for study, lineage in load_search(storage, name):
+    for study, summary in load_stages(storage, name):
         frame = study.trials_dataframe()
-        frame.insert(0, "study", study.study_name)
-        frame.insert(0, "stage_index", lineage.index)
-        frame.insert(0, "stage", lineage.stage)
+        frame.insert(0, "study", summary.study_name)
+        frame.insert(0, "stage_index", summary.index)
+        frame.insert(0, "stage", summary.name)
         frames.append(frame)
     table = pandas.concat(frames, ignore_index=True, sort=False)
     table = table[sorted(table.columns, key=_column_group)]  # stable: params stay together

@@ -22,10 +22,13 @@ from stagetune.search._resume import check_resume, delete_search
 from stagetune.spaces import Param, Plan, Stage, default_plan
 from stagetune.storage import (
     DEFAULT_MAX_AGE,
+    SearchSettings,
     StageLineage,
     open_storage,
     search_stages,
     study_name,
+    write_attrs,
+    write_settings,
 )
 
 if TYPE_CHECKING:
@@ -205,12 +208,7 @@ class StagedSearch:
             delete_search(self.storage, self.name)
         else:
             check_resume(
-                self.storage,
-                self.name,
-                fingerprint=self.fingerprint(),
-                task=self.task.name,
-                epochs=self.epochs,
-                plan=self.plan,
+                self.storage, self.name, fingerprint=self.fingerprint(), settings=self._settings()
             )
 
     def for_worker(self) -> StagedSearch:
@@ -267,9 +265,9 @@ class StagedSearch:
         )
 
         def started() -> None:
-            _stages.write_stage_attrs(study, stage_attrs or {})
+            write_attrs(study, dict(stage_attrs or {}))
             if index == 0:
-                self._write_search_attrs(study)
+                write_settings(study, self._settings())
             notes.stage_started(study, plan, index, metric=metric)
 
         # Workers share the stage through storage (search._barrier): the lineage and
@@ -340,15 +338,8 @@ class StagedSearch:
                 f"or start a new search with another --name."
             )
 
-    def _write_search_attrs(self, study: optuna.Study) -> None:
-        attrs = {
-            "stagetune_task": self.task.name,
-            "stagetune_epochs": self.epochs,
-            "stagetune_plan_spec": self.plan.to_dict(),
-        }
-        for key, value in attrs.items():
-            if study.user_attrs.get(key) != value:
-                study.set_user_attr(key, value)
+    def _settings(self) -> SearchSettings:
+        return SearchSettings(task=self.task.name, epochs=self.epochs, plan=self.plan.to_dict())
 
     def _first_trial(
         self, stage: Stage, carried: Mapping[str, tuple[Param, Any]]

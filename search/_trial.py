@@ -85,7 +85,7 @@ def run_trial(
     import optuna
     from optuna.trial import TrialState
 
-    from stagetune.storage import INTERRUPTED_ATTR, fail_and_retry
+    from stagetune.storage import TrialSystemAttr, fail_and_retry
 
     storage = study._storage
     interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
@@ -100,7 +100,7 @@ def run_trial(
             heartbeat.stop()
             name = interrupt.args[0] if isinstance(interrupt, Interrupted) else "SIGINT"
             with critical():
-                _set_interrupted(storage, trial._trial_id, INTERRUPTED_ATTR, name)
+                _set_interrupted(storage, trial._trial_id, TrialSystemAttr.INTERRUPTED, name)
                 fail_and_retry(study, trial._trial_id)
             raise
         except Exception:

@@ -1,13 +1,18 @@
 """Where studies live: storage URLs, SQLite/PostgreSQL, locks, stage lineage, crash recovery."""
 
 from stagetune.storage._buffered import FLUSH_INTERVAL, BufferedStorage
+from stagetune.storage._keys import StudyAttr, TrialAttr, TrialSystemAttr
 from stagetune.storage._lineage import (
     LINEAGE_KEYS,
+    SearchSettings,
     StageLineage,
     read_lineage,
+    read_settings,
     search_stages,
     study_name,
+    write_attrs,
     write_lineage,
+    write_settings,
 )
 from stagetune.storage._locking import LockTimeoutError, search_lock
 from stagetune.storage._recovery import (
@@ -41,13 +46,18 @@ __all__ = [
     "BufferedStorage",
     "LockTimeoutError",
     "Orphan",
+    "SearchSettings",
     "StageLineage",
     "StorageError",
+    "StudyAttr",
+    "TrialAttr",
+    "TrialSystemAttr",
     "claim_trial",
     "fail_and_retry",
     "find_orphans",
     "open_storage",
     "read_lineage",
+    "read_settings",
     "recover_dead_trials",
     "redact",
     "retry_callback",
@@ -57,5 +67,7 @@ __all__ = [
     "storage_url",
     "study_name",
     "transient_kind",
+    "write_attrs",
     "write_lineage",
+    "write_settings",
 ]

@@ -27,14 +27,16 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from stagetune.storage._keys import TrialSystemAttr
+
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
 #: System attribute naming the process that runs a trial.
-WORKER_ATTR = "stagetune:worker"
+WORKER_ATTR = TrialSystemAttr.WORKER
 #: System attribute naming the signal that stopped a trial (``"SIGTERM"``, ``"SIGINT"``).
-INTERRUPTED_ATTR = "stagetune:interrupted"
+INTERRUPTED_ATTR = TrialSystemAttr.INTERRUPTED
 #: Seconds without heartbeat after which a trial with no heartbeat record is orphaned.
 DEFAULT_MAX_AGE = timedelta(seconds=30)
 

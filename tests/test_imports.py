@@ -30,7 +30,7 @@ OURS = {"spaces", "storage", "objectives", "search"}
 ALLOWED = {
     "spaces": set(),
     "storage": set(),
-    "objectives": {"spaces"},
+    "objectives": {"spaces", "storage"},
     "search": {"spaces", "storage", "objectives"},
     "stagetune": {"spaces", "storage", "objectives", "search"},
 }
@@ -48,6 +48,7 @@ LAYERS: dict[str, list[set[str]]] = {
         {"__init__"},
     ],
     "storage": [
+        {"_keys"},  # every name stored on a study or trial
         {"_lineage", "_locking", "_recovery", "_retry"},
         {"_buffered"},
         {"_storage"},
@@ -64,11 +65,11 @@ LAYERS: dict[str, list[set[str]]] = {
         {"__init__"},
     ],
     "search": [
-        {"_errors", "_signals"},  # SearchError; SIGINT/SIGTERM as Interrupted
+        {"_errors", "_signals", "_format"},  # SearchError; signals; how values are shown
         {"_trial", "_stages"},  # one claimed trial; what each stage kind does
         {"_barrier"},  # one stage among any number of workers
-        {"_read", "_notes"},  # the read side: stage studies, summaries, notes
-        {"_resume", "_report", "_export", "_dashboard"},
+        {"_read"},  # the read side: a search's stage studies, one summary per stage
+        {"_notes", "_resume", "_report", "_export", "_dashboard"},
         {"_search"},  # StagedSearch
         {"_workers"},  # N processes of one search
         {"__init__", "_cli"},  # the face; the command, imported by nothing but __main__
