@@ -15,7 +15,6 @@ from stagetune.objectives._range_test import RangeTestObjective, RangeTestResult
 from stagetune.objectives._tasks import Splits, Task, TaskError, load_splits
 from stagetune.objectives._train import (
     NonFiniteLossError,
-    configure_threads,
     default_device,
     evaluate,
     train,
@@ -35,7 +34,6 @@ __all__ = [
     "Task",
     "TaskError",
     "TrainConfig",
-    "configure_threads",
     "default_device",
     "diagnose_fit",
     "diagnose_lr",

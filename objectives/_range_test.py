@@ -100,8 +100,16 @@ def smooth(raw: list[float], smooth_f: float) -> list[float]:
     """torch-lr-finder's smoothing: ``s_0 = l_0``, ``s_i = f * l_i + (1 - f) * s_{i-1}``."""
     out: list[float] = []
     for value in raw:
-        out.append(value if not out else _next(out[-1], value, smooth_f))
+        out.append(smooth_step(out[-1] if out else None, value, smooth_f))
     return out
+
+
+def smooth_step(previous: float | None, value: float, smooth_f: float) -> float:
+    """One step of :func:`smooth`: the smoothed loss after ``value``, given the smoothed
+    loss before it (``None`` for the first)."""
+    if previous is None or smooth_f == 0:
+        return value
+    return smooth_f * value + (1 - smooth_f) * previous
 
 
 def stop_reason(losses: list[float], spec: RangeTestSpec) -> StopReason | None:
@@ -182,7 +190,7 @@ def run_range_test(
         value = float(loss.item())
         lrs.append(lr)
         raw.append(value)
-        losses.append(value if not losses else _next(losses[-1], value, spec.smooth_f))
+        losses.append(smooth_step(losses[-1] if losses else None, value, spec.smooth_f))
         stop = stop_reason(losses, spec)
         if stop is not None:
             reason = stop
@@ -197,12 +205,6 @@ def _endless(batches: Iterable[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
     """Batches of pass after pass (each pass in a fresh order)."""
     while True:
         yield from batches
-
-
-def _next(previous: float, value: float, smooth_f: float) -> float:
-    if smooth_f == 0:
-        return value
-    return smooth_f * value + (1 - smooth_f) * previous
 
 
 @dataclass

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from stagetune.objectives._optim import build_optimizer, build_scheduler
+from stagetune.objectives._optim import build_optimizer, build_scheduler, steps_per_epoch_only
 from stagetune.objectives._tasks import is_tensor_data
 
 if TYPE_CHECKING:
@@ -83,30 +83,6 @@ def default_device() -> torch.device:
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def configure_threads(n_workers: int) -> int:
-    """Torch threads for one of ``n_workers`` processes that share this machine's CPU.
-
-    With several workers, each trains with one thread (and one inter-op
-    thread): more would oversubscribe the cores, and small models gain nothing
-    from intra-op threads. One worker keeps torch's default.
-
-    Args:
-        n_workers: Worker processes training at once on this machine.
-
-    Returns:
-        The number of torch threads this process now uses.
-    """
-    import torch
-
-    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
-        raise ValueError(f"n_workers must be a positive integer, but got {n_workers!r}.")
-    if n_workers > 1:
-        torch.set_num_threads(1)
-        with contextlib.suppress(RuntimeError):  # only settable before inter-op work starts
-            torch.set_num_interop_threads(1)
-    return torch.get_num_threads()
 
 
 def free_device_memory(device: torch.device) -> None:
@@ -364,7 +340,7 @@ def train(
     # ReduceLROnPlateau steps once per epoch with the validation loss; the others per step.
     plateau: Any = None
     step_scheduler: Any = scheduler
-    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+    if steps_per_epoch_only(scheduler):
         plateau, step_scheduler = scheduler, None
     micro = config.micro_batch_size
     result = TrainResult(micro_batch_size=micro)

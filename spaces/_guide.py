@@ -239,13 +239,14 @@ WARMUP: dict[str, WarmupRow] = {
 CNN_WARMUP = 0.0
 
 #: The loop warms up for ``warmup_fraction`` of the run, or for ``warmup_steps`` when
-#: a recipe counts steps; a step count larger than half the run is cut to half the
-#: run (``stagetune.objectives._optim.MAX_WARMUP_SHARE``): the guide's counts assume runs of
-#: 100k+ steps, and a warmup that never ends leaves no decay.
+#: a recipe counts steps; a step count larger than 10% of the run is cut to 10% of the
+#: run (``stagetune.objectives._optim.MAX_WARMUP_SHARE``, the upper end of "Cosine + Warmup:
+#: num_warmup_steps=6-10%"): the guide's counts assume runs of 100k+ steps, and a warmup
+#: that never ends leaves no decay.
 WARMUP_DECISION = (
     "Fractions (BERT fine-tuning 6-10%) are used as fractions, the lower end (6%, as "
     "in the BERT recipe) first; step counts (GPT 2,000, ViT 10,000) are used as steps, "
-    "at most half of the run."
+    "at most 10% of the run (the upper end of 'num_warmup_steps=6-10%')."
 )
 
 
@@ -305,8 +306,27 @@ SCHEDULER_SHORTCUT: dict[str, str] = {
     "cnn_fast_convergence": "onecycle",
     "finetune_unknown_duration": "plateau",
 }
-SCHEDULER_ETA_MIN = 1e-6
-PLATEAU_PATIENCE: tuple[int, int] = (5, 10)
+
+
+def _setting(row: SchedulerRow, name: str) -> str:
+    """The value of ``name=...`` in a row's key setting, as the guide writes it.
+
+    Example:
+        >>> _setting(SCHEDULERS["plateau"], "patience")
+        '5-10'
+    """
+    for part in row.key_setting.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    raise KeyError(f"{row.scheduler}: no {name!r} in {row.key_setting!r}")
+
+
+#: CosineAnnealingLR's final LR: 'eta_min=1e-6' in "Scheduler Choice".
+SCHEDULER_ETA_MIN = float(_setting(SCHEDULERS["cosine"], "eta_min"))
+#: ReduceLROnPlateau's patience in epochs: 'patience=5-10' in "Scheduler Choice".
+_low, _high = _setting(SCHEDULERS["plateau"], "patience").split("-")
+PLATEAU_PATIENCE: tuple[int, int] = (int(_low), int(_high))
 
 
 @dataclass(frozen=True)

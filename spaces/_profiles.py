@@ -102,10 +102,6 @@ class Profile:
         )
         return plan if n_trials is None else plan.with_trials(n_trials)
 
-    def build(self, n_trials: int | None) -> Plan:
-        """Same as :meth:`plan` (kept for callers of the first version)."""
-        return self.plan(n_trials)
-
 
 # --- stage templates ------------------------------------------------------------------
 
@@ -377,7 +373,7 @@ def _transformer_pretrain() -> Profile:
         notes=(
             "lr: no guide row; [1e-4, 1e-3] with the GPT recipe's 3e-4 first.",
             "weight_decay 0.1 ('AdamW + Transformer (pretraining)'); warmup 'GPT pretraining' "
-            "2,000 steps (at most half the run).",
+            "2,000 steps (at most 10% of the run).",
         ),
     )
 

@@ -16,7 +16,10 @@ from stagetune.objectives._optim import (
     build_scheduler,
     param_groups,
     steps_per_epoch_only,
+    warmup_steps,
 )
+from stagetune.spaces import PLATEAU_PATIENCE, SCHEDULER_ETA_MIN
+from stagetune.spaces import _guide as guide
 
 
 def trajectory(config: TrainConfig, steps: int) -> list[float]:
@@ -159,3 +162,20 @@ def test_a_batch_larger_than_max_micro_batch_accumulates() -> None:
         == 8
     )
     assert math.isclose(TrainConfig().milestones[0], 1 / 3)
+
+
+def test_schedule_defaults_are_read_from_the_guides_scheduler_table() -> None:
+    """'eta_min=1e-6' and 'patience=5-10' of "Scheduler Choice", not copies of them."""
+    assert (SCHEDULER_ETA_MIN, PLATEAU_PATIENCE) == (1e-6, (5, 10))
+    config = TrainConfig()
+    assert config.eta_min == SCHEDULER_ETA_MIN
+    assert config.plateau_patience == PLATEAU_PATIENCE[0]  # the lower end: short trials
+
+
+def test_the_warmup_cap_is_what_the_docs_say() -> None:
+    """Warmup steps are cut to MAX_WARMUP_SHARE of the run; the decision says so."""
+    share = f"{MAX_WARMUP_SHARE:.0%}"
+    assert share == "10%"
+    assert share in guide.WARMUP_DECISION and "half" not in guide.WARMUP_DECISION
+    config = TrainConfig(scheduler="cosine_warmup", warmup_steps=2_000)
+    assert warmup_steps(config, 1_000) == 100
