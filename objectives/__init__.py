@@ -2,6 +2,12 @@
 
 from stagetune.objectives._builtin import TASKS, get_task
 from stagetune.objectives._config import ConfigError, TrainConfig
+from stagetune.objectives._device import (
+    DeviceError,
+    available_devices,
+    cuda_device_count,
+    resolve_device,
+)
 from stagetune.objectives._diagnosis import (
     FitDiagnosis,
     LrDiagnosis,
@@ -23,6 +29,7 @@ from stagetune.objectives._train import (
 __all__ = [
     "TASKS",
     "ConfigError",
+    "DeviceError",
     "FinalObjective",
     "FitDiagnosis",
     "LrDiagnosis",
@@ -34,12 +41,15 @@ __all__ = [
     "Task",
     "TaskError",
     "TrainConfig",
+    "available_devices",
+    "cuda_device_count",
     "default_device",
     "diagnose_fit",
     "diagnose_lr",
     "evaluate",
     "get_task",
     "load_splits",
+    "resolve_device",
     "run_range_test",
     "summarize_lr_diagnoses",
     "train",

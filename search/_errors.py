@@ -15,8 +15,8 @@ class SearchError(RuntimeError):
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that a user's input causes, of every package: printed as one line
     (exit code 2), never as a traceback."""
-    from stagetune.objectives import ConfigError, TaskError
+    from stagetune.objectives import ConfigError, DeviceError, TaskError
     from stagetune.spaces import SpaceError
     from stagetune.storage import StorageError
 
-    return (SpaceError, StorageError, TaskError, ConfigError, SearchError)
+    return (SpaceError, StorageError, TaskError, ConfigError, DeviceError, SearchError)

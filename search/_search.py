@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from stagetune.objectives import Task, get_task
+from stagetune.objectives import Task, get_task, resolve_device
 from stagetune.search import _barrier, _stages
 from stagetune.search import _notes as notes
 from stagetune.search._errors import SearchError
@@ -86,7 +86,8 @@ class StagedSearch:
             ``offset_k`` is the sum of the budgets of the stages before it: the
             search's trials get distinct seeds ``seed, seed + 1, ...`` in the
             order they run, as a joint search's trials do.
-        device: Torch device; CUDA when available by default.
+        device: Torch device (``"cpu"``, ``"cuda:1"``, ...), checked against the
+            machine's devices here; ``None``: CUDA when available, else the CPU.
         progress: A factory for per-stage progress, or ``None`` for none.
         max_age: A RUNNING trial with no heartbeat that started longer ago than
             this is taken as orphaned (left by a run without heartbeat).
@@ -123,7 +124,9 @@ class StagedSearch:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise SearchError(f"epochs must be a positive integer, but got {self.epochs!r}.")
         self.seed = seed
-        self.device = device
+        # Checked here, before any storage is opened: a device the machine lacks fails
+        # with the devices it has, not with CUDA's AssertionError in the first trial.
+        self.device = None if device is None else resolve_device(device)
         _stages.validate_plan(self.plan)  # bad values fail here, before any training
         self._progress = progress
         self.max_age = max_age
@@ -289,7 +292,7 @@ class StagedSearch:
             fixed=fixed,
             plan=self.plan,
             epochs=self.epochs,
-            device=_device(self.device),
+            device=self.device,
             seed=self.seed + self.seed_offset(index),
         )
         self._optimize(study, stage, index, objective)
@@ -407,11 +410,3 @@ def task_plan(task: Task, *, n_trials: int | None = None) -> Plan:
 
     profile = task.profile if task.profile in PROFILES else "mlp"
     return default_plan(profile, n_trials=n_trials)
-
-
-def _device(device: torch.device | str | None) -> torch.device | None:
-    if device is None:
-        return None
-    import torch
-
-    return torch.device(device)
