@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from stagetune.search._errors import SearchError, user_errors
 from stagetune.search._format import fmt
@@ -20,8 +20,18 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (no usage block) that point to --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            EXIT_USER_ERROR,
+            f"{self.prog}: error: {message}; see `{self.prog} --help`.\n",
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="stagetune",
         description="Staged hyperparameter search, the guide's five steps: LR range test, "
         "learning rate, weight decay, regularization, final run; each stage an Optuna study.",
@@ -101,7 +111,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 a worker failed, 2 user error,
     130 interrupted by SIGINT, 143 by SIGTERM)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named with the subcommand, whose --help lists what it takes
+        command = f"{parser.prog} {args.command}"
+        parser.exit(
+            EXIT_USER_ERROR,
+            f"{command}: error: unrecognized arguments: {' '.join(unknown)}; "
+            f"see `{command} --help`.\n",
+        )
     try:
         return int(_COMMANDS[args.command](args))
     except KeyboardInterrupt as interrupt:
@@ -126,6 +144,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from stagetune.objectives import get_task
     from stagetune.search._search import Progress, StagedSearch, task_plan
     from stagetune.search._signals import install_signal_handlers
+    from stagetune.search._workers import check_workers
     from stagetune.spaces import default_plan, load_plan
 
     if args.trials is not None and args.trials < 1:
@@ -155,6 +174,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     # Opens the storage (creating its schema once) and checks the plan, before anything
     # is printed and before any worker starts.
+    if args.workers > 1:
+        check_workers(search, args.workers, args.threads or 1)
     search.prepare(new=args.new)
     workers = f", {args.workers} workers" if args.workers > 1 else ""
     print(

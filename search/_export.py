@@ -66,7 +66,8 @@ def export_trials(storage: BaseStorage, name: str, path: str | Path) -> Path:
         The path written.
 
     Raises:
-        SearchError: Unknown suffix, missing directory, or no search ``name``.
+        SearchError: Unknown suffix, missing directory, a file that cannot be written,
+            or no search ``name``.
     """
     target = Path(path)
     suffix = target.suffix.lower()
@@ -79,11 +80,18 @@ def export_trials(storage: BaseStorage, name: str, path: str | Path) -> Path:
         raise SearchError(
             f"Cannot export to {str(target)!r}: the directory {str(directory)!r} does not exist."
         )
+    if target.is_dir():
+        raise SearchError(f"Cannot export to {str(target)!r}: it is a directory; choose a file.")
     table = trials_frame(storage, name)
-    if suffix == ".csv":
-        table.to_csv(target, index=False)
-    else:
-        table.to_parquet(target, index=False)
+    try:
+        if suffix == ".csv":
+            table.to_csv(target, index=False)
+        else:
+            table.to_parquet(target, index=False)
+    except OSError as error:
+        raise SearchError(
+            f"Cannot export to {str(target)!r}: {error.strerror or error}; choose another --out."
+        ) from None
     return target
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
+from stagetune.search._errors import SearchError
 from stagetune.search._format import fmt, fmt_range, fmt_signed
 from stagetune.search._read import StageSummary, find_range_test, load_stages
 from stagetune.storage import SearchSettings, StageLineage
@@ -98,12 +99,13 @@ def write_report(storage: BaseStorage, name: str, *, out_dir: str | Path = ".") 
         The files written.
 
     Raises:
-        SearchError: No search ``name`` in ``storage``.
+        SearchError: No search ``name`` in ``storage``, or ``out_dir`` is a file or
+            cannot be created or written.
     """
     stages = [_Stage(study, summary) for study, summary in load_stages(storage, name)]
     out = Path(out_dir)
     image_dir = out / f"{name}-report"
-    image_dir.mkdir(parents=True, exist_ok=True)
+    _make_directory(out, image_dir)
 
     sections: list[str] = []
     images: list[Path] = []
@@ -121,6 +123,21 @@ def write_report(storage: BaseStorage, name: str, *, out_dir: str | Path = ".") 
     html_path = out / f"{name}-report.html"
     html_path.write_text(page, encoding="utf-8")
     return ReportFiles(html_path, image_dir, tuple(images))
+
+
+def _make_directory(out: Path, image_dir: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise SearchError(
+            f"Cannot write the report into {str(out)!r}: it is a file, not a directory; "
+            f"choose another --out."
+        )
+    try:
+        image_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SearchError(
+            f"Cannot write the report into {str(out)!r}: {error.strerror} "
+            f"({error.filename}); choose another --out."
+        ) from None
 
 
 # -- what is plotted ---------------------------------------------------------------------

@@ -118,12 +118,13 @@ class StagedSearch:
     ) -> None:
         self.task = get_task(task) if isinstance(task, str) else task
         self.plan = plan if plan is not None else task_plan(self.task)
-        self.name = name or self.task.name
+        self.name = self.task.name if name is None else name
         study_name(self.name, "")  # validates the name
         self.epochs = epochs if epochs is not None else self.task.epochs
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise SearchError(f"epochs must be a positive integer, but got {self.epochs!r}.")
         self.seed = seed
+        _check_seed(seed, self.plan)
         # Checked here, before any storage is opened: a device the machine lacks fails
         # with the devices it has, not with CUDA's AssertionError in the first trial.
         self.device = None if device is None else resolve_device(device)
@@ -398,6 +399,21 @@ class StagedSearch:
         finally:
             if progress is not None:
                 progress.close()
+
+
+#: Seeds NumPy (and so Optuna's samplers) accept: 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def _check_seed(seed: int, plan: Plan) -> None:
+    """The base seed, and every seed derived from it, must be a valid NumPy seed:
+    stage ``k``'s sampler takes ``seed + k`` and its trials ``seed + offset_k + n``."""
+    last = MAX_SEED - sum(stage.n_trials for stage in plan.stages)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= last:
+        raise SearchError(
+            f"seed must be an integer from 0 to {last} (its trials use the seeds after it, "
+            f"up to NumPy's largest, 2**32 - 1), but got {seed!r}."
+        )
 
 
 def task_plan(task: Task, *, n_trials: int | None = None) -> Plan:

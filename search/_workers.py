@@ -108,6 +108,30 @@ class WorkerExit:
         return f"worker {self.index} (pid {self.pid}) exited with code {self.exitcode}"
 
 
+def check_workers(search: StagedSearch, workers: int, threads: int = 1) -> None:
+    """Refuse worker and thread counts that cannot work, before anything is written.
+
+    No stage runs more trials at once than its budget (the barrier gives each
+    running trial a slot), so workers beyond the largest budget would only wait.
+
+    Raises:
+        SearchError: ``workers`` or ``threads`` below 1, or more workers than the
+            largest stage budget.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SearchError(f"workers must be >= 1, but got {workers!r}.")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise SearchError(f"threads must be >= 1, but got {threads!r}.")
+    largest = max(stage.n_trials for stage in search.plan.stages)
+    if workers > largest:
+        raise SearchError(
+            f"{workers} workers are more than this search can use: its largest stage runs "
+            f"{largest} trial{'s' if largest != 1 else ''} and no stage trains more trials "
+            f"at once than it runs, so the other workers would only wait; use --workers "
+            f"{largest} or fewer, or more trials per stage (--trials)."
+        )
+
+
 def run_workers(
     search: StagedSearch,
     workers: int,
@@ -138,10 +162,7 @@ def run_workers(
     """
     import multiprocessing
 
-    if workers < 1:
-        raise SearchError(f"workers must be >= 1, but got {workers}.")
-    if threads < 1:
-        raise SearchError(f"threads must be >= 1, but got {threads}.")
+    check_workers(search, workers, threads)
     if search.storage_arg is not None and not isinstance(search.storage_arg, str):
         raise SearchError(
             "Several workers need the storage as a URL or path (each process opens it), "

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stagetune.storage._keys import StudyAttr
+from stagetune.storage._storage import StorageError
 
 if TYPE_CHECKING:
     import optuna
@@ -29,6 +30,10 @@ LINEAGE_KEYS: tuple[str, ...] = (
 )
 
 
+class SearchNameError(StorageError, ValueError):
+    """A search name that cannot name studies (empty, or holding ``/``)."""
+
+
 def study_name(search: str, stage: str) -> str:
     """The study name of one stage of a search: ``"<search>/<stage>"``.
 
@@ -36,9 +41,12 @@ def study_name(search: str, stage: str) -> str:
         >>> study_name("demo", "lr")
         'demo/lr'
     """
-    if not isinstance(search, str) or not search or "/" in search:
-        raise ValueError(
-            f"A search name must be a non-empty string without '/', but got {search!r}."
+    if not isinstance(search, str) or not search.strip() or "/" in search:
+        example = search.replace("/", "-").strip() if isinstance(search, str) else ""
+        raise SearchNameError(
+            f"Invalid search name {search!r}: a search name must be a non-empty string "
+            f"without '/' (its stages are the studies '<search>/<stage>'); choose another "
+            f"--name, e.g. {example or 'demo'!r}."
         )
     return f"{search}/{stage}"
 

@@ -22,6 +22,11 @@ HEARTBEAT_INTERVAL = 10
 GRACE_PERIOD = 30
 #: Seconds a SQLite connection waits for a lock before "database is locked".
 SQLITE_BUSY_TIMEOUT = 60.0
+#: Seconds one attempt to connect to PostgreSQL may take (libpq's ``connect_timeout``;
+#: a ``?connect_timeout=`` in the URL wins). libpq waits forever by default, so a host
+#: that takes the connection but never answers would hang the command. A lost
+#: connection during a search is still retried for minutes (storage._retry).
+CONNECT_TIMEOUT = 10
 
 
 class StorageError(RuntimeError):
@@ -62,7 +67,15 @@ def storage_url(storage: str | None) -> str:
         return DEFAULT_STORAGE
     if "://" not in storage and storage.endswith((".db", ".sqlite", ".sqlite3")):
         return f"sqlite:///{storage}"
-    return os.path.expandvars(storage)
+    url = os.path.expandvars(storage)
+    unset = re.findall(r"\$\{(\w+)\}", url)
+    if unset:
+        raise StorageError(
+            f"The storage URL {storage!r} names the environment variable "
+            f"{', '.join(unset)}, which is not set: export {unset[0]}=... first, or write "
+            f"the value into the URL."
+        )
+    return url
 
 
 def _parse(url: str) -> sqlalchemy.engine.URL:
@@ -86,7 +99,56 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+#: The first bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite_header(path: Path) -> None:
+    """A file that exists must be a SQLite database (an empty file becomes one)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(SQLITE_HEADER))
+    except OSError as error:
+        raise StorageError(
+            f"Cannot read the search database {str(path)!r} ({error.strerror}). "
+            f"Check its permissions or choose another --storage."
+        ) from None
+    if head and head != SQLITE_HEADER:
+        raise StorageError(
+            f"{str(path)!r} is not a SQLite database (it does not start with SQLite's "
+            f"header), so it holds no search; pass --storage with the database the search "
+            f"used, or a new file name to start one."
+        )
+
+
+def _check_not_another_apps(path: Path) -> None:
+    """A SQLite file that holds tables, none of them Optuna's, belongs to something else:
+    a search would add Optuna's tables to it."""
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            tables = sorted(name for (name,) in rows)
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return  # locked or unreadable: opening it reports that
+    if tables and not set(tables) & set(_OPTUNA_TABLES):
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StorageError(
+            f"{str(path)!r} is a SQLite database of something else (tables: {shown}), "
+            f"not of Optuna; keep searches in a database of their own: pass --storage "
+            f"with a new file name."
+        )
+
+
 def _check_sqlite_file(path: Path, *, read_only: bool) -> None:
+    if path.is_file():
+        _check_sqlite_header(path)
+        if not read_only:
+            _check_not_another_apps(path)
     if read_only:
         if not path.is_file():
             raise StorageError(
@@ -194,7 +256,7 @@ def _check_tables(url: str, engine_kwargs: dict[str, Any]) -> None:
         engine.dispose()
     if not complete:
         raise StorageError(
-            f"The database {redact(url)!r} holds no Optuna studies (no tables): run "
+            f"The database {redact(url)!r} holds no Optuna studies (no Optuna tables): run "
             f"`stagetune run` first, or pass --storage with the URL the search used."
         )
 
@@ -293,6 +355,8 @@ def open_storage(
         engine_kwargs["connect_args"] = {"timeout": busy}
     else:
         engine_kwargs["pool_pre_ping"] = True
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
     heartbeat = heartbeat_interval if not read_only else None
     try:
         if read_only:
@@ -355,4 +419,12 @@ def _connection_message(error: BaseException, url: str) -> str:
     orig = getattr(cause, "orig", None)
     text = str(orig if orig is not None else cause).strip()
     reason = text.splitlines()[0] if text else "connection failed"
-    return f"Cannot open storage {redact(url)!r}: {reason.replace(url, redact(url))}"
+    reason = reason.replace(url, redact(url)).rstrip(".")
+    sqlite = _parse(url).get_backend_name() == "sqlite"
+    fix = (
+        "check the file and --storage"
+        if sqlite
+        else "check that the database server runs and is reachable, and the URL's host, "
+        "port, database, user and password, or pass another --storage"
+    )
+    return f"Cannot open storage {redact(url)!r}: {reason}; {fix}."

@@ -89,7 +89,7 @@ def test_read_only_open_of_a_database_without_tables_creates_none(
     engine = sqlalchemy.create_engine(url)
     with engine.connect() as connection:  # the file (or database) exists, empty
         connection.execute(sqlalchemy.text("SELECT 1"))
-    with pytest.raises(StorageError, match=r"holds no Optuna studies \(no tables\): run"):
+    with pytest.raises(StorageError, match=r"holds no Optuna studies \(no Optuna tables\): run"):
         open_storage(url, read_only=True)
     assert sqlalchemy.inspect(engine).get_table_names() == []
     engine.dispose()
