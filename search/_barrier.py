@@ -65,7 +65,8 @@ def open_stage(
         study: The stage's study.
         lineage: What this worker would write (not done).
         check: Raises if the stored lineage belongs to another plan.
-        first_trial: Parameters of the first trial, queued if the study has no trial.
+        first_trial: Parameters of the first trial, queued if the study has no trial
+            (nothing is queued when it is empty).
         on_open: Called under the lock when the stage is not done yet (notes).
 
     Returns:
@@ -79,7 +80,7 @@ def open_stage(
                 return stored
         else:
             write_lineage(study, lineage)
-        if not study.get_trials(deepcopy=False):
+        if first_trial and not study.get_trials(deepcopy=False):
             study.enqueue_trial(first_trial)
         if on_open is not None:
             on_open()

@@ -350,7 +350,7 @@ class StagedSearch:
     ) -> dict[str, Any]:
         """The guide's default (or the value carried in) for each searched parameter."""
         if not _stages.first_trial(stage):
-            return {}  # the range test's one trial records the LR it finds
+            return {}  # the range test records the LR it finds; a grid tries every point
         first = {}
         for param in stage.params:
             value = carried[param.name][1] if param.name in carried else None

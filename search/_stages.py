@@ -100,9 +100,13 @@ def metric_name(stage: Stage, metric: str) -> str:
 
 
 def first_trial(stage: Stage) -> bool:
-    """Whether the stage's first trial is queued with the guide's default (not for the
-    range test, whose one trial records the LR it finds)."""
-    return stage.kind != "lr_range_test"
+    """Whether the stage's first trial is queued with the guide's default.
+
+    Not for the range test, whose one trial records the LR it finds, nor for a grid
+    stage, which tries every point of its grid once, the default among them: Optuna's
+    GridSampler gives a queued trial no grid point, so the default would run twice and
+    one point of the grid never."""
+    return stage.kind != "lr_range_test" and stage.sampler.kind != "grid"
 
 
 @dataclass
