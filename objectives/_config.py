@@ -10,7 +10,7 @@ from typing import Any
 
 from stagetune.spaces import PLATEAU_PATIENCE, SCHEDULER_ETA_MIN
 
-OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd", "adafactor")
+OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd", "adafactor", "rmsprop")
 SCHEDULERS: tuple[str, ...] = (
     "cosine",
     "cosine_warmup",
@@ -31,7 +31,8 @@ class TrainConfig:
 
     Args:
         optimizer: ``"adamw"`` (decoupled weight decay), ``"adam"``, ``"sgd"``
-            (with ``momentum`` and Nesterov) or ``"adafactor"`` (``torch.optim.Adafactor``).
+            (with ``momentum`` and Nesterov), ``"adafactor"`` (``torch.optim.Adafactor``)
+            or ``"rmsprop"`` (``torch.optim.RMSprop``, L2 weight decay as Adam's).
         lr: Peak learning rate (OneCycleLR's ``max_lr``).
         weight_decay: Decay of weights; biases and norm weights never decay.
         batch_size: Examples per optimizer step.

@@ -130,6 +130,27 @@ ADAFACTOR_LEARNING_RATE = LearningRateRow(
 )
 
 
+#: Not a row of the guide's LR table: "Reinforcement learning: Adam or RMSProp"
+#: (Optimizer Choice) names RMSProp beside Adam without an LR. Both divide each step by
+#: a running root mean square of the gradients, so a parameter moves by about ``lr`` per
+#: step with either: RMSProp takes Adam's row (1e-4 - 1e-3, 1e-3 first; Keras's RMSprop
+#: default is 1e-3 too). ``torch.optim.RMSprop``'s own default, 1e-2, lies 10x above
+#: that row's upper end; the LR range test still looks from 1e-7 to 10.
+RMSPROP_LEARNING_RATE = LearningRateRow(
+    optimizer="RMSProp",
+    typical_low=LEARNING_RATE["adam"].typical_low,
+    typical_high=LEARNING_RATE["adam"].typical_high,
+    common_defaults=LEARNING_RATE["adam"].common_defaults,
+    search_low=LEARNING_RATE["adam"].search_low,
+    search_high=LEARNING_RATE["adam"].search_high,
+    default=LEARNING_RATE["adam"].default,
+    decision="No guide row: Adam's (1e-4 - 1e-3, 1e-3 first), the optimizer the guide names "
+    "beside it; both scale each step by a running RMS of the gradients.",
+    source="Optimizer Choice / Reinforcement learning; Learning Rate / Starting points by "
+    "optimizer (Adam)",
+)
+
+
 @dataclass(frozen=True)
 class BatchSizeRow:
     """One row of "Batch Size / Practical ranges" (``None``: the guide gives no number)."""
@@ -419,12 +440,12 @@ class OptimizerRow:
 
 
 #: ``optimizers``: the guide's choice(s); ``available``: those stagetune can train with
-#: (torch has no Lion or RMSProp row here: Lion is not in torch; RMSProp is not wired).
+#: (Lion is not in torch).
 OPTIMIZER_BY_MODEL: dict[str, OptimizerRow] = {
     "cnn_scratch": OptimizerRow("CNN (vision, from scratch)", ("sgd",), ("sgd",)),
     "transformer": OptimizerRow("Transformer (NLP, vision)", ("adamw",), ("adamw",)),
     "finetune": OptimizerRow("Fine-tuning any pretrained", ("adamw",), ("adamw",)),
-    "rl": OptimizerRow("Reinforcement learning", ("adam", "rmsprop"), ("adam",)),
+    "rl": OptimizerRow("Reinforcement learning", ("adam", "rmsprop"), ("adam", "rmsprop")),
     "very_large": OptimizerRow(
         "Very large models (memory issue)", ("adafactor", "lion"), ("adafactor",)
     ),

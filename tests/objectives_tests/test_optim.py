@@ -119,7 +119,29 @@ def test_adafactor_builds_with_decay_groups_and_takes_a_step() -> None:
     assert build_scheduler(optimizer, config, 10) is not None
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd", "adafactor"])
+def test_rmsprop_builds_with_decay_groups_and_takes_a_step() -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
+    optimizer = build_optimizer(model, TrainConfig(optimizer="rmsprop", lr=1e-3))
+    assert type(optimizer) is torch.optim.RMSprop
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [1e-4, 0.0]
+    assert (optimizer.defaults["alpha"], optimizer.defaults["momentum"]) == (0.99, 0)
+    before = model[0].weight.detach().clone()
+    model(torch.randn(16, 4)).pow(2).mean().backward()
+    optimizer.step()
+    assert not torch.equal(before, model[0].weight)
+
+
+def test_onecycle_cycles_momentum_only_where_the_optimizer_has_it() -> None:
+    for optimizer, cycles in (("rmsprop", False), ("sgd", True), ("adamw", True)):
+        built = build_optimizer(nn.Linear(2, 1), TrainConfig(optimizer=optimizer))
+        build_scheduler(built, TrainConfig(optimizer=optimizer, scheduler="onecycle"), 10)
+        group = built.param_groups[0]
+        if optimizer == "rmsprop":
+            assert group["momentum"] == 0  # not switched on
+        assert ("max_momentum" in group) == cycles
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd", "adafactor", "rmsprop"])
 def test_every_optimizer_keeps_biases_and_norm_weights_out_of_weight_decay(optimizer: str) -> None:
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
     built = build_optimizer(model, TrainConfig(optimizer=optimizer, weight_decay=0.05))
