@@ -414,11 +414,16 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
                 print(f"# {line}")
         print(plan_to_toml(profile.plan()), end="")
         return 0
-    for kind, title in (("profile", "Profiles"), ("recipe", "Recipes (guide, Common Recipes)")):
+    titles = (
+        ("profile", "Profiles: pick the one for your model's family (--profile NAME)"),
+        ("recipe", "Recipes (guide, Common Recipes): a profile with the recipe's values"),
+    )
+    for kind, title in titles:
         print(f"{title}:")
         for name, profile in PROFILES.items():
             if profile.kind == kind:
-                print(f"  {name:<22} {profile.description}")
+                print(f"  {name:<22} for {profile.suits}")
+                print(f"  {'':<22}   {profile.description}")
     stages = " -> ".join(PROFILES["mlp"].order)
     print(f"Every plan: {stages}; `stagetune profiles NAME` prints one as a plan file.")
     return 0
