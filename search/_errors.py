@@ -17,6 +17,14 @@ def user_errors() -> tuple[type[BaseException], ...]:
     (exit code 2), never as a traceback."""
     from stagetune.objectives import ConfigError, DeviceError, TaskError
     from stagetune.spaces import SpaceError
-    from stagetune.storage import StorageError
+    from stagetune.storage import SearchNameError, StorageError
 
-    return (SpaceError, StorageError, TaskError, ConfigError, DeviceError, SearchError)
+    return (
+        SpaceError,
+        StorageError,
+        SearchNameError,
+        TaskError,
+        ConfigError,
+        DeviceError,
+        SearchError,
+    )

@@ -4,6 +4,7 @@ from stagetune.storage._buffered import FLUSH_INTERVAL, BufferedStorage
 from stagetune.storage._keys import StudyAttr, TrialAttr, TrialSystemAttr
 from stagetune.storage._lineage import (
     LINEAGE_KEYS,
+    SearchNameError,
     SearchSettings,
     StageLineage,
     read_lineage,
@@ -46,6 +47,7 @@ __all__ = [
     "BufferedStorage",
     "LockTimeoutError",
     "Orphan",
+    "SearchNameError",
     "SearchSettings",
     "StageLineage",
     "StorageError",

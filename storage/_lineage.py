@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stagetune.storage._keys import StudyAttr
-from stagetune.storage._storage import StorageError
 
 if TYPE_CHECKING:
     import optuna
@@ -30,8 +29,8 @@ LINEAGE_KEYS: tuple[str, ...] = (
 )
 
 
-class SearchNameError(StorageError, ValueError):
-    """A search name that cannot name studies (empty, or holding ``/``)."""
+class SearchNameError(ValueError):
+    """A search name that cannot name studies (empty, or holding ``/``): a user error."""
 
 
 def study_name(search: str, stage: str) -> str:

@@ -55,7 +55,7 @@ LAYERS: dict[str, list[set[str]]] = {
         {"__init__"},
     ],
     "objectives": [
-        {"_config", "_tasks"},
+        {"_config", "_tasks", "_device"},
         {"_optim", "_mnist1d"},
         {"_train"},
         {"_diagnosis"},
