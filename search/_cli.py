@@ -172,10 +172,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=None if args.quiet else Progress,
     )
+    if args.workers > 1:  # before the storage is opened: a refused count writes nothing
+        check_workers(search, args.workers, args.threads or 1)
     # Opens the storage (creating its schema once) and checks the plan, before anything
     # is printed and before any worker starts.
-    if args.workers > 1:
-        check_workers(search, args.workers, args.threads or 1)
     search.prepare(new=args.new)
     workers = f", {args.workers} workers" if args.workers > 1 else ""
     print(
