@@ -322,7 +322,8 @@ def open_storage(
         ``RDBStorage`` itself.
 
     Raises:
-        StorageError: The URL is invalid, its driver is missing, its directory
+        StorageError: The URL is invalid or an in-memory SQLite database (unless
+            ``read_only``), its driver is missing, its directory
             does not exist or is not writable, the database cannot be reached,
             or its schema is from another Optuna version.
 
@@ -350,6 +351,13 @@ def open_storage(
     busy = _sqlite_busy_timeout(parsed, busy_timeout) if sqlite else 0.0
     if path is not None:
         _check_sqlite_file(path, read_only=read_only)
+    elif sqlite and not read_only:
+        # Each connection gets its own empty database, and the pool is replaced below.
+        raise StorageError(
+            f"An in-memory SQLite database ({redact(url)!r}) cannot hold a search: it "
+            f"vanishes with its connection, so nothing could resume, share or browse it; "
+            f"pass --storage with a file, e.g. 'sqlite:///stagetune.db'."
+        )
     engine_kwargs: dict[str, Any] = {}
     if sqlite:
         engine_kwargs["connect_args"] = {"timeout": busy}
@@ -361,10 +369,7 @@ def open_storage(
     try:
         if read_only:
             _check_tables(url, engine_kwargs)
-        in_memory = sqlite and path is None
-        schema_lock = (
-            contextlib.nullcontext() if read_only or in_memory else url_lock(url, "schema")
-        )
+        schema_lock = contextlib.nullcontext() if read_only else url_lock(url, "schema")
         with schema_lock, warnings.catch_warnings():
             if path is not None and not read_only:
                 _use_wal(path, busy)

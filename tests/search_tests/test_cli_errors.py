@@ -208,6 +208,8 @@ def test_run_with_bad_tasks(
         ("${STAGETUNE_TEST_UNSET_VAR}", "names the environment variable STAGETUNE_TEST_UNSET_VAR"),
         ("sqlite:///x.db?timeout=abc", "Invalid timeout='abc' in the storage URL"),
         ("other.db", "'other.db' is a SQLite database of something else (tables: invoices)"),
+        ("sqlite://", "An in-memory SQLite database ('sqlite://') cannot hold a search"),
+        ("sqlite:///:memory:", "An in-memory SQLite database"),
     ],
 )
 def test_run_with_bad_storages(
