@@ -6,7 +6,8 @@ deadlock or serialization failure, or drop a connection. In each case nothing
 was committed, so running the same storage call again is safe. Optuna turns
 these errors into a failed trial (and, when ``tell`` fails, an orphaned RUNNING
 trial behind ``AssertionError("Should not reach.")``); stagetune's storage
-retries each call instead, for up to ``retry_for`` seconds.
+retries each call instead, for up to ``retry_for`` seconds
+(:class:`~stagetune.storage._rdb.RetryingRDBStorage` wraps the calls listed here).
 """
 
 from __future__ import annotations
@@ -17,10 +18,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from optuna.storages import RDBStorage
+from typing import Any
 
 _logger = logging.getLogger("stagetune.storage")
 
@@ -139,22 +137,3 @@ def _retrying(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         return _call_with_retry(self, name, method, args, kwargs)
 
     return wrapper
-
-
-@functools.cache
-def retrying_storage_class() -> type[RDBStorage]:
-    """``RDBStorage`` whose calls retry while the database is busy (built on first use,
-    so that importing ``storage`` does not import Optuna)."""
-    import optuna
-
-    base = optuna.storages.RDBStorage
-    namespace: dict[str, Any] = {
-        "__doc__": "An RDBStorage that retries calls failed by a busy or lost database.",
-        "__module__": __name__,
-        "retry_for": RETRY_FOR,
-    }
-    for name in _RETRIED:
-        method = getattr(base, name, None)
-        if method is not None:
-            namespace[name] = _retrying(name, method)
-    return type("RetryingRDBStorage", (base,), namespace)

@@ -217,20 +217,6 @@ def _use_wal(path: Path, busy_timeout: float) -> None:
         connection.close()
 
 
-def _sqlite_pragmas(busy_timeout: float) -> Any:
-    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
-        # WAL (set on the file by _use_wal) lets readers (the dashboard, `stagetune
-        # status`) work while a trial writes; with WAL, synchronous=NORMAL still loses
-        # nothing when a process crashes (only an OS crash or power loss can drop the
-        # last commits).
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-        cursor.close()
-
-    return on_connect
-
-
 _OPTUNA_TABLES = ("studies", "trials", "version_info", "alembic_version")
 
 
@@ -341,8 +327,9 @@ def open_storage(
     import sqlalchemy.exc
 
     from stagetune.storage._locking import LockTimeoutError, url_lock
+    from stagetune.storage._rdb import RetryingRDBStorage
     from stagetune.storage._recovery import retry_callback
-    from stagetune.storage._retry import RETRY_FOR, retrying_storage_class
+    from stagetune.storage._retry import RETRY_FOR
 
     url = storage_url(storage)
     parsed = _parse(url)
@@ -375,8 +362,10 @@ def open_storage(
                 _use_wal(path, busy)
             # Optuna marks the heartbeat experimental; stagetune relies on it on purpose.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            rdb = retrying_storage_class()(
+            rdb = RetryingRDBStorage(
                 url,
+                retry_for=RETRY_FOR if retry_for is None else retry_for,
+                sqlite_busy_timeout=busy if sqlite else None,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat,
                 grace_period=grace_period if heartbeat else None,
@@ -402,10 +391,6 @@ def open_storage(
     except RuntimeError as error:
         # Optuna's schema check: "... Please execute `$ optuna storage upgrade ...`".
         raise StorageError(_schema_message(error, url, storage)) from None
-    rdb.retry_for = RETRY_FOR if retry_for is None else float(retry_for)  # type: ignore[attr-defined]
-    if sqlite:
-        sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_pragmas(busy))
-        rdb.engine.dispose()
     if read_only:
         return rdb
     from stagetune.storage._buffered import FLUSH_INTERVAL, BufferedStorage
