@@ -201,3 +201,27 @@ def test_reading_finished_trials_costs_no_query_while_nothing_was_committed(
     assert len(study.get_trials(deepcopy=False, states=complete)) == 4
     assert statements != []
     study.tell(running, 0.5)
+
+
+def test_writes_to_a_missing_or_finished_trial_fail_at_the_call(sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url, flush_interval=3600, heartbeat_interval=None)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    trial.report(1.0, 1)
+    study.tell(trial, 1.0)
+    finished, missing = trial._trial_id, trial._trial_id + 1
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_intermediate_value(finished, 2, 0.5)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_user_attr(finished, "k", 1)
+    with pytest.raises(KeyError):
+        storage.set_trial_intermediate_value(missing, 1, 0.5)
+    with pytest.raises(KeyError):
+        storage.set_trial_user_attr(missing, "k", 1)
+    # A trial that another storage (another worker) runs is written at once, not held.
+    other = optuna.load_study(
+        study_name="s", storage=open_storage(sqlite_url, heartbeat_interval=None)
+    )
+    running = other.ask()
+    storage.set_trial_user_attr(running._trial_id, "k", 2)
+    assert _fresh_view(sqlite_url, "s").trials[1].user_attrs == {"k": 2}
