@@ -4,9 +4,10 @@ Workers take it for the short steps that must not interleave: creating the
 schema, opening a stage, claiming a trial slot (count the stage's trials, then
 create one), and closing a stage. It is never held while a trial trains.
 
-- **SQLite**: ``flock`` on a file next to the database (``<db>-lock``). SQLite
-  itself only works among processes of one machine, and so does this lock; the
-  kernel drops it when its process dies, ``kill -9`` included.
+- **SQLite**: ``flock`` on a file next to the database (``<db>-lock``), through
+  the ``filelock`` package (its soft fallback off: only an OS lock is taken).
+  SQLite itself only works among processes of one machine, and so does this
+  lock; the kernel drops it when its process dies, ``kill -9`` included.
 - **PostgreSQL**: a transaction-level advisory lock (``pg_try_advisory_xact_lock``)
   on a connection of its own, so Optuna's writes on other connections are not
   blocked; the server drops it when the connection closes, so a dead worker
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import tempfile
 import threading
 import time
@@ -66,7 +66,7 @@ def search_lock(storage: Any, key: str, *, timeout: float = LOCK_TIMEOUT) -> Ite
 
     Example:
         >>> import tempfile, os
-        >>> from storage import open_storage
+        >>> from stagetune.storage import open_storage
         >>> s = open_storage(os.path.join(tempfile.mkdtemp(), "s.db"))
         >>> with search_lock(s, "demo/lr"):
         ...     pass
@@ -136,22 +136,23 @@ def _waits(timeout: float, what: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _file_lock(path: Path, timeout: float) -> Iterator[None]:
-    import fcntl
+    import filelock
 
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    # fallback_to_soft=False: where the file system has no flock, filelock would
+    # otherwise fall back to a marker file that outlives a killed holder; an error
+    # is better than a lock that a dead worker can keep.
+    lock = filelock.FileLock(path, timeout=timeout, poll_interval=0.02, fallback_to_soft=False)
     try:
-        for _ in _waits(timeout, str(path)):
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                continue
-        try:
-            yield
-        finally:
-            fcntl.flock(descriptor, fcntl.LOCK_UN)
+        lock.acquire()
+    except filelock.Timeout:
+        raise LockTimeoutError(
+            f"Could not get the search lock ({path}) within {timeout:.0f} s: another "
+            f"worker holds it. Check for a hung stagetune process."
+        ) from None
+    try:
+        yield
     finally:
-        os.close(descriptor)
+        lock.release()
 
 
 @contextlib.contextmanager
