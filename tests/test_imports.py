@@ -49,8 +49,8 @@ LAYERS: dict[str, list[set[str]]] = {
     ],
     "storage": [
         {"_keys"},  # every name stored on a study or trial
-        {"_lineage", "_locking", "_recovery", "_retry"},
-        {"_buffered"},
+        {"_lineage", "_locking", "_recovery", "_retry", "_optuna_internals"},
+        {"_rdb", "_buffered"},  # the RDB storage with retries; the write-behind cache
         {"_storage"},
         {"__init__"},
     ],
