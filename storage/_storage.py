@@ -231,6 +231,13 @@ def _sqlite_pragmas(busy_timeout: float) -> Any:
     return on_connect
 
 
+#: A server database's pool: one connection kept open per process (a worker's trial,
+#: its reports and its heartbeat take turns on it); another is opened only while two
+#: threads need the database at once, and closed after. The search lock has a
+#: connection of its own (storage._locking). Idle pooled connections count against
+#: the server's max_connections, which many workers on one database reach first.
+_POOL = {"pool_size": 1}
+
 _OPTUNA_TABLES = ("studies", "trials", "version_info", "alembic_version")
 
 
@@ -342,7 +349,7 @@ def open_storage(
 
     from stagetune.storage._locking import LockTimeoutError, url_lock
     from stagetune.storage._recovery import retry_callback
-    from stagetune.storage._retry import RETRY_FOR, retrying_storage_class
+    from stagetune.storage._retry import RETRY_FOR, call_retrying, retrying_storage_class
 
     url = storage_url(storage)
     parsed = _parse(url)
@@ -375,13 +382,20 @@ def open_storage(
                 _use_wal(path, busy)
             # Optuna marks the heartbeat experimental; stagetune relies on it on purpose.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            rdb = retrying_storage_class()(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat,
-                grace_period=grace_period if heartbeat else None,
-                heartbeat_stale_trial_callback=retry_callback() if heartbeat else None,
-                skip_table_creation=read_only,
+            # A server whose max_connections are all in use (many workers) refuses
+            # the connection: wait for one to free up, as every later call does.
+            rdb = call_retrying(
+                "open",
+                lambda: retrying_storage_class()(
+                    url,
+                    engine_kwargs=engine_kwargs if sqlite else {**engine_kwargs, **_POOL},
+                    heartbeat_interval=heartbeat,
+                    grace_period=grace_period if heartbeat else None,
+                    heartbeat_stale_trial_callback=retry_callback() if heartbeat else None,
+                    skip_table_creation=read_only,
+                ),
+                retry_for=RETRY_FOR if retry_for is None else float(retry_for),
+                kinds=("full",),
             )
     except StorageError:
         raise
