@@ -11,8 +11,9 @@ create one), and closing a stage. It is never held while a trial trains.
   waiting in the server's queue under ``lock_timeout``) on a connection of its
   own, so Optuna's writes on other connections are not blocked; the server drops
   it when the connection closes, so a dead worker never holds it.
-- **Anything else** (in-memory storages, other databases): a lock among the
-  processes of this machine only.
+- **Anything else** (in-memory storages, other databases such as MySQL): a lock
+  among the processes of this machine only; a worker on a second machine is
+  refused (``storage._one_machine``).
 """
 
 from __future__ import annotations
@@ -81,7 +82,16 @@ def search_lock(storage: Any, key: str, *, timeout: float = LOCK_TIMEOUT) -> Ite
             yield
         return
     with url_lock(url, key, timeout=timeout):
+        _check_one_machine(storage, url, key)
         yield
+
+
+def _check_one_machine(storage: Any, url: str, key: str) -> None:
+    import sqlalchemy.engine
+
+    from stagetune.storage._one_machine import check_one_machine
+
+    check_one_machine(storage, key, sqlalchemy.engine.make_url(url).get_backend_name())
 
 
 @contextlib.contextmanager
