@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from stagetune.storage._storage import StorageError
+from stagetune.storage._errors import StorageError
+from stagetune.storage._keys import StudySystemAttr
+from stagetune.storage._recovery import machine_identity
 
 #: Study system attribute: the machine (host and boot id) that runs this search.
-MACHINE_ATTR = "stagetune:lock_machine"
+MACHINE_ATTR = StudySystemAttr.LOCK_MACHINE
 #: Backends whose search lock is shared by every machine that reaches the database.
 SHARED_LOCK_BACKENDS = frozenset({"postgresql", "sqlite"})
 
@@ -27,9 +29,7 @@ class OtherMachineError(StorageError):
 
 def this_machine() -> str:
     """``host/boot-id`` of this machine (containers on one host have their own hosts)."""
-    from stagetune.storage._recovery import _machine
-
-    machine = _machine()
+    machine = machine_identity()
     return f"{machine['host']}/{machine['boot'] or '-'}"
 
 

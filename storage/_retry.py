@@ -155,7 +155,7 @@ def _call_with_retry(
                 raise
             attempt += 1
             if attempt == 1 or attempt % 10 == 0:
-                what = _WHAT[kind]
+                what = _WHAT.get(kind or "", kind)
                 _logger.warning(
                     "stagetune: the database is %s during %s; retrying (attempt %d, up to %.0f s)",
                     what,

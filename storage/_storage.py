@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stagetune.storage._errors import StorageError
+
 if TYPE_CHECKING:
     import sqlalchemy.engine
     from optuna.storages import RDBStorage
@@ -27,10 +29,6 @@ SQLITE_BUSY_TIMEOUT = 60.0
 #: that takes the connection but never answers would hang the command. A lost
 #: connection during a search is still retried for minutes (storage._retry).
 CONNECT_TIMEOUT = 10
-
-
-class StorageError(RuntimeError):
-    """The storage cannot be opened or used; the message says what to do."""
 
 
 def redact(url: str) -> str:

@@ -29,12 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from stagetune.search import StagedSearch
-    from stagetune.search._cli import _quiet_optuna
+    from stagetune.search._workers import quiet_optuna
     from stagetune.spaces import core_plan
     from stagetune.storage import open_storage
 
     torch.set_num_threads(1)
-    _quiet_optuna()
+    quiet_optuna()
     storage = open_storage(args.url, heartbeat_interval=HEARTBEAT, grace_period=GRACE)
     search = StagedSearch(
         core_plan("mlp", n_trials=args.trials),

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from optuna.trial import TrialState
 
+from stagetune.storage import TrialSystemAttr
 from tests.conftest import StorageSupplier
 from tests.search_tests.nothing_lost import (
     _STARTED,
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 OTHER_HOST = "stagetune-other-host"
-WORKER_ATTR = "stagetune:worker"
+WORKER_ATTR = TrialSystemAttr.WORKER
 
 
 def _can_unshare() -> str | None:
