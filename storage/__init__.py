@@ -1,7 +1,7 @@
 """Where studies live: storage URLs, SQLite/PostgreSQL, locks, stage lineage, crash recovery."""
 
 from stagetune.storage._buffered import FLUSH_INTERVAL, BufferedStorage
-from stagetune.storage._keys import StudyAttr, TrialAttr, TrialSystemAttr
+from stagetune.storage._keys import StudyAttr, StudySystemAttr, TrialAttr, TrialSystemAttr
 from stagetune.storage._lineage import (
     LINEAGE_KEYS,
     SearchNameError,
@@ -52,6 +52,7 @@ __all__ = [
     "StageLineage",
     "StorageError",
     "StudyAttr",
+    "StudySystemAttr",
     "TrialAttr",
     "TrialSystemAttr",
     "claim_trial",

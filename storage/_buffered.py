@@ -49,6 +49,7 @@ from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage, _CachedStorage
 from optuna.trial import TrialState
 
@@ -212,8 +213,9 @@ class BufferedStorage(_CachedStorage):
         """Commit the held reports and user attributes (of one trial, or of all).
 
         One transaction per trial. On an error the values are held again and
-        the error propagates (e.g. ``UpdateFinishedTrialError`` when another
-        worker already failed the trial).
+        the error propagates; after ``UpdateFinishedTrialError`` (another worker
+        already failed the trial) that trial's values are dropped instead, since
+        no later flush could write them.
         """
         with self._pending_lock:
             ids = list(self._pending) if trial_id is None else [trial_id]
@@ -221,9 +223,14 @@ class BufferedStorage(_CachedStorage):
         for index, (held_id, pending) in enumerate(batches):
             try:
                 self._retrying("flush", self._write, held_id, pending)
-            except BaseException:
+            except BaseException as error:
+                # Another worker finished the trial (failed it as orphaned): its
+                # held values can never be written, so they are dropped.
+                dropped = isinstance(error, UpdateFinishedTrialError)
                 with self._pending_lock:
-                    for again_id, again in batches[index:]:
+                    if dropped:  # later writes to it go to the database and fail there
+                        self._running_here.discard(held_id)
+                    for again_id, again in batches[index + dropped :]:
                         newer = self._pending.get(again_id)
                         if newer is None:
                             self._pending[again_id] = again

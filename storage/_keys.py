@@ -45,6 +45,14 @@ class StudyAttr:
     FINAL: Final = "stagetune_final"
 
 
+class StudySystemAttr:
+    """System attributes of a stage study."""
+
+    #: The machine (``host/boot-id``) whose workers run a search on a storage whose
+    #: search lock works on one machine only (MySQL, ...): another one is refused.
+    LOCK_MACHINE: Final = "stagetune:lock_machine"
+
+
 class TrialAttr:
     """User attributes of a trial: what its training wrote."""
 

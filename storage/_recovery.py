@@ -68,6 +68,11 @@ def _machine() -> dict[str, str | None]:
     return {"host": socket.gethostname(), "boot": boot_id, "pidns": pid_namespace}
 
 
+def machine_identity() -> dict[str, str | None]:
+    """This machine: its host name, boot id and PID namespace."""
+    return dict(_machine())
+
+
 def worker_identity() -> dict[str, Any]:
     """Who runs a trial: host, boot id, PID namespace, process id, its start time, thread."""
     pid = os.getpid()

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stagetune.storage._errors import StorageError
+
 if TYPE_CHECKING:
     import sqlalchemy.engine
     from optuna.storages import RDBStorage
@@ -27,10 +29,6 @@ SQLITE_BUSY_TIMEOUT = 60.0
 #: that takes the connection but never answers would hang the command. A lost
 #: connection during a search is still retried for minutes (storage._retry).
 CONNECT_TIMEOUT = 10
-
-
-class StorageError(RuntimeError):
-    """The storage cannot be opened or used; the message says what to do."""
 
 
 def redact(url: str) -> str:
@@ -217,6 +215,13 @@ def _use_wal(path: Path, busy_timeout: float) -> None:
         connection.close()
 
 
+#: A server database's pool: one connection kept open per process (a worker's trial,
+#: its reports and its heartbeat take turns on it); another is opened only while two
+#: threads need the database at once, and closed after. The search lock has a
+#: connection of its own (storage._locking). Idle pooled connections count against
+#: the server's max_connections, which many workers on one database reach first.
+_POOL = {"pool_size": 1}
+
 _OPTUNA_TABLES = ("studies", "trials", "version_info", "alembic_version")
 
 
@@ -329,7 +334,7 @@ def open_storage(
     from stagetune.storage._locking import LockTimeoutError, url_lock
     from stagetune.storage._rdb import RetryingRDBStorage
     from stagetune.storage._recovery import retry_callback
-    from stagetune.storage._retry import RETRY_FOR
+    from stagetune.storage._retry import RETRY_FOR, call_retrying
 
     url = storage_url(storage)
     parsed = _parse(url)
@@ -362,15 +367,22 @@ def open_storage(
                 _use_wal(path, busy)
             # Optuna marks the heartbeat experimental; stagetune relies on it on purpose.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            rdb = RetryingRDBStorage(
-                url,
-                retry_for=RETRY_FOR if retry_for is None else retry_for,
-                sqlite_busy_timeout=busy if sqlite else None,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat,
-                grace_period=grace_period if heartbeat else None,
-                heartbeat_stale_trial_callback=retry_callback() if heartbeat else None,
-                skip_table_creation=read_only,
+            # A server whose max_connections are all in use (many workers) refuses
+            # the connection: wait for one to free up, as every later call does.
+            rdb = call_retrying(
+                "open",
+                lambda: RetryingRDBStorage(
+                    url,
+                    retry_for=RETRY_FOR if retry_for is None else retry_for,
+                    sqlite_busy_timeout=busy if sqlite else None,
+                    engine_kwargs=engine_kwargs if sqlite else {**engine_kwargs, **_POOL},
+                    heartbeat_interval=heartbeat,
+                    grace_period=grace_period if heartbeat else None,
+                    heartbeat_stale_trial_callback=retry_callback() if heartbeat else None,
+                    skip_table_creation=read_only,
+                ),
+                retry_for=RETRY_FOR if retry_for is None else float(retry_for),
+                kinds=("full",),
             )
     except StorageError:
         raise

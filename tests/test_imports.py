@@ -48,8 +48,10 @@ LAYERS: dict[str, list[set[str]]] = {
         {"__init__"},
     ],
     "storage": [
-        {"_keys"},  # every name stored on a study or trial
-        {"_lineage", "_locking", "_recovery", "_retry", "_optuna_internals"},
+        {"_keys", "_errors"},  # every name stored on a study or trial; StorageError
+        {"_lineage", "_recovery", "_retry", "_optuna_internals"},
+        {"_one_machine"},  # refusing a second machine where the lock spans one
+        {"_locking"},
         {"_rdb", "_buffered"},  # the RDB storage with retries; the write-behind cache
         {"_storage"},
         {"__init__"},
@@ -158,14 +160,27 @@ def upward_imports(package: str) -> list[str]:
     return wrong
 
 
+#: Benchmarks that measure a private module's steps from inside, by design: file -> modules.
+WHITE_BOX = {
+    # times the stage barrier's claim, lock and wait in each of up to 64 worker processes
+    "benchmarks/scale.py": {"search._barrier"},
+}
+
+
 def private_imports(folder: str, package: str | None) -> list[str]:
     """Imports in ``folder`` of another package's private modules (``stagetune.X._y``)."""
     return [
         f"{imp.where}: {imp.package}.{imp.module} ({imp.text})"
         for path in _files(folder)
         for imp in imports_of(path, package)
-        if imp.package != package and imp.module not in (None, "__init__")
+        if imp.package != package
+        and imp.module not in (None, "__init__")
+        and f"{imp.package}.{imp.module}" not in WHITE_BOX.get(_relative(path), set())
     ]
+
+
+def _relative(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
 
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
