@@ -1,7 +1,11 @@
 """PyTorch training of one trial, with per-epoch reports, pruning and diagnoses."""
 
 from stagetune.objectives._builtin import TASKS, get_task
-from stagetune.objectives._checkpoint import CHECKPOINT_ATTR, CheckpointPolicy
+from stagetune.objectives._checkpoint import (
+    CHECKPOINT_ATTR,
+    DEFAULT_CHECKPOINT_EVERY,
+    CheckpointPolicy,
+)
 from stagetune.objectives._config import ConfigError, TrainConfig
 from stagetune.objectives._device import (
     DeviceError,
@@ -30,6 +34,7 @@ from stagetune.objectives._train import (
 
 __all__ = [
     "CHECKPOINT_ATTR",
+    "DEFAULT_CHECKPOINT_EVERY",
     "MODEL_ATTR",
     "TASKS",
     "CheckpointPolicy",

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 #: Trial system attribute pointing at the trial's latest checkpoint.
 CHECKPOINT_ATTR = TrialSystemAttr.CHECKPOINT
 #: Seconds between checkpoints by default: trials shorter than this never save.
-DEFAULT_EVERY = 60.0
+DEFAULT_CHECKPOINT_EVERY = 60.0
 #: The next save waits at least this many times the last save's duration.
 SAVE_COST_FACTOR = 50.0
 #: Version of the checkpoint's layout; another version is not loaded.
@@ -64,7 +64,7 @@ class CheckpointPolicy:
     """
 
     store: ArtifactStore
-    every: float = DEFAULT_EVERY
+    every: float = DEFAULT_CHECKPOINT_EVERY
 
     def __post_init__(self) -> None:
         every = self.every

@@ -58,6 +58,7 @@ class FinalObjective(StageObjective):
         trial.set_user_attr(TrialAttr.CONFIG, dict(sorted(params.items())))
         splits = load_splits(self.task)
         device = self.device or default_device()
+        trial.set_user_attr(TrialAttr.DEVICE, str(device))
         seed = self.trial_seed(trial)
         start = initial_loss(self.task, splits, config, device=device, seed=seed)
 

@@ -7,7 +7,8 @@ any pickled code::
     {"format": 1, "task": "digits-mlp", "config": {...}, "state_dict": {...},
      "best_epoch": 12, "val_metric": 0.97, "test_metric": 0.96}
 
-:func:`load_model` rebuilds the task's model from ``config`` and loads the weights.
+:meth:`ModelFile.build` rebuilds the task's model from ``config`` and loads the weights
+(``stagetune.load_model`` does it for a search's final run in one call).
 """
 
 from __future__ import annotations
@@ -112,18 +113,17 @@ class ModelFile:
             test_metric=data["test_metric"],
         )
 
-    def build(self, task: Task | None = None) -> torch.nn.Module:
+    def build(self, task: Task) -> torch.nn.Module:
         """The task's model, built from ``config``, with the weights loaded, in eval mode.
 
         Args:
-            task: The task to build with (default: the one named in the file).
+            task: The task to build with (``get_task(model_file.task)`` for a built-in
+                one or a ``module:attribute`` reference).
         """
         import torch
 
-        from stagetune.objectives._builtin import get_task
         from stagetune.objectives._config import TrainConfig
 
-        task = task if task is not None else get_task(self.task)
         model = task.build_model(TrainConfig.from_params(self.config).model_params)
         with torch.no_grad():
             model.load_state_dict(self.state_dict)

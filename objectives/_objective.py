@@ -110,6 +110,7 @@ class StageObjective:
         history: list[EpochStats] = []
         reported: set[int] = set()
         device = self.device or default_device()
+        trial.set_user_attr(TrialAttr.DEVICE, str(device))
         seed = self.trial_seed(trial)
         start = initial_loss(self.task, load_splits(self.task), config, device=device, seed=seed)
         diverged = False

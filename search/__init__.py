@@ -17,7 +17,8 @@ The modules of this package form layers; a module imports only modules below it
 docs/architecture.md says what each layer holds.
 """
 
-from stagetune.search._errors import SearchError
+from stagetune.search._errors import SearchError, SearchTimeout
+from stagetune.search._models import load_model
 from stagetune.search._read import SearchResult, StageSummary, search_status
 from stagetune.search._search import StagedSearch, task_plan
 from stagetune.search._signals import Interrupted
@@ -27,9 +28,11 @@ __all__ = [
     "Interrupted",
     "SearchError",
     "SearchResult",
+    "SearchTimeout",
     "StageSummary",
     "StagedSearch",
     "WorkerExit",
+    "load_model",
     "run_workers",
     "search_status",
     "task_plan",

@@ -38,7 +38,7 @@ def test_the_final_run_uploads_its_best_weights_with_config_and_task(tmp_path: P
     assert model_file.task == "digits-mlp"
     assert model_file.config == trial.user_attrs["config"]
     assert model_file.best_epoch == trial.user_attrs["best_epoch"]
-    model = model_file.build()
+    model = model_file.build(get_task(model_file.task))
     assert not model.training
     # The weights are the best epoch's: they score the test split as the run did.
     _, test_metric = evaluate(model, task, load_splits(task).test)
