@@ -116,14 +116,18 @@ class TrialCheckpoint:
         self._every = every
         self._last = time.monotonic()
         self._wait = every
+        self._current: dict[str, Any] | None = None
+        self._read = False  # whether _current holds the stored pointer
         self.saves = 0
         self.save_seconds = 0.0
 
     def _pointer(self) -> dict[str, Any] | None:
-        trial = self._trial
-        attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-        pointer = attrs.get(CHECKPOINT_ATTR)
-        return pointer if isinstance(pointer, dict) else None
+        if not self._read:  # read once; then this object is the only writer
+            trial = self._trial
+            pointer = trial.storage.get_trial_system_attrs(trial._trial_id).get(CHECKPOINT_ATTR)
+            self._current = pointer if isinstance(pointer, dict) else None
+            self._read = True
+        return self._current
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or ``None`` (no checkpoint, or one that cannot be read)."""
@@ -166,10 +170,10 @@ class TrialCheckpoint:
         self._store.write(new_id, buffer)  # 1) write
         old = self._pointer()
         trial = self._trial
+        pointer = {"id": new_id, "epoch": state.get("epoch")}
         try:  # 2) point
-            trial.storage.set_trial_system_attr(
-                trial._trial_id, CHECKPOINT_ATTR, {"id": new_id, "epoch": state.get("epoch")}
-            )
+            trial.storage.set_trial_system_attr(trial._trial_id, CHECKPOINT_ATTR, pointer)
+            self._current = pointer
         except optuna.exceptions.UpdateFinishedTrialError:
             self._remove(new_id)  # failed by another worker: its retry owns the old one
             return

@@ -181,6 +181,9 @@ def run_workers(
             "Several workers need the storage as a URL or path (each process opens it), "
             "not as a storage object."
         )
+    from stagetune.search._callbacks import check_picklable
+
+    check_picklable(search.callbacks)
     if devices is not None and len(devices) != workers:
         raise SearchError(f"{len(devices)} devices for {workers} workers.")
     search.prepare()  # creates the schema once, checks the plan, before any worker starts
