@@ -37,6 +37,8 @@ def test_mlflow_gets_one_run_per_finished_trial_of_every_stage(
     tmp_path: Path, workers: int
 ) -> None:
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # MLflow creates its tables on first use; two workers doing it at once race.
+    mlflow.tracking.MlflowClient(tracking_uri=tracking).search_experiments()
     make = functools.partial(
         mlflow_integration.MLflowCallback, tracking_uri=tracking, metric_name="val_accuracy"
     )
