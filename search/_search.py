@@ -183,6 +183,7 @@ class StagedSearch:
         #: When ``timeout`` ends, in ``time.time()`` seconds (set when the search starts;
         #: workers get their parent's).
         self.deadline: float | None = None
+        self._parent_deadline = False
 
     # -- public --------------------------------------------------------------------
 
@@ -208,8 +209,9 @@ class StagedSearch:
         return self._artifacts
 
     def start_clock(self) -> None:
-        """Start the ``timeout`` (once; workers share their parent's deadline)."""
-        if self.timeout is not None and self.deadline is None:
+        """Start the ``timeout`` now (each ``run`` starts it anew; a worker's copy keeps
+        its parent's deadline, so all workers stop together)."""
+        if self.timeout is not None and not self._parent_deadline:
             self.deadline = time.time() + self.timeout
 
     def fingerprint(self) -> str:
@@ -288,6 +290,7 @@ class StagedSearch:
         clone._storage = None
         clone._progress = None
         clone.__dict__.pop("_artifacts", None)
+        clone._parent_deadline = True
         return clone
 
     def result(self) -> SearchResult | None:

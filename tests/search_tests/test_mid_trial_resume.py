@@ -83,16 +83,18 @@ def test_a_search_timeout_stops_cleanly_and_the_same_search_resumes(tmp_path: Pa
     url = f"sqlite:///{tmp_path / 't.db'}"
     plan = core_plan("mlp", n_trials=3)
 
-    def search(timeout: float | None) -> StagedSearch:
+    def search(timeout: float) -> StagedSearch:
         return StagedSearch(
             plan, "digits-mlp", storage=url, name="t", epochs=2, progress=None, timeout=timeout
         )
 
+    timed = search(1e-6)
     with pytest.raises(SearchTimeout, match="run it again to resume"):
-        search(1e-6).run()
+        timed.run()
     trials = [t for s in studies(url, "t", ("lr",)).values() for t in s.trials]
     assert [t.state for t in trials] == [TrialState.WAITING]  # nothing started, nothing lost
-    search(None).run()
+    timed.timeout = 3600.0  # each run starts its clock anew: the old deadline is gone
+    timed.run()
     assert_nothing_lost(url, "t", budget=3, epochs=2)
 
 
