@@ -1,6 +1,11 @@
 """PyTorch training of one trial, with per-epoch reports, pruning and diagnoses."""
 
 from stagetune.objectives._builtin import TASKS, get_task
+from stagetune.objectives._checkpoint import (
+    CHECKPOINT_ATTR,
+    DEFAULT_CHECKPOINT_EVERY,
+    CheckpointPolicy,
+)
 from stagetune.objectives._config import ConfigError, TrainConfig
 from stagetune.objectives._device import (
     DeviceError,
@@ -16,6 +21,7 @@ from stagetune.objectives._diagnosis import (
     summarize_lr_diagnoses,
 )
 from stagetune.objectives._final import FinalObjective
+from stagetune.objectives._model_file import MODEL_ATTR, ModelFile, ModelFileError
 from stagetune.objectives._objective import StageObjective
 from stagetune.objectives._range_test import RangeTestObjective, RangeTestResult, run_range_test
 from stagetune.objectives._tasks import Splits, Task, TaskError, load_splits
@@ -27,12 +33,18 @@ from stagetune.objectives._train import (
 )
 
 __all__ = [
+    "CHECKPOINT_ATTR",
+    "DEFAULT_CHECKPOINT_EVERY",
+    "MODEL_ATTR",
     "TASKS",
+    "CheckpointPolicy",
     "ConfigError",
     "DeviceError",
     "FinalObjective",
     "FitDiagnosis",
     "LrDiagnosis",
+    "ModelFile",
+    "ModelFileError",
     "NonFiniteLossError",
     "RangeTestObjective",
     "RangeTestResult",

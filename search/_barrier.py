@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,12 @@ if TYPE_CHECKING:
     import optuna
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class TimeoutReached(Exception):
+    """The search's deadline passed before this worker claimed another trial."""
+
+
 #: Seconds between looks at the storage while waiting at the barrier (growing to the max).
 POLL_MIN = 0.05
 POLL_MAX = 0.25
@@ -128,8 +134,14 @@ def run_trials(
     objective: Callable[[optuna.Trial], float],
     max_age: timedelta | None,
     on_progress: Callable[[], None] | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+    deadline: float | None = None,
 ) -> bool:
     """Claim and run trials of one stage until it has ``budget`` finished and none running.
+
+    ``callbacks`` are called with ``(study, frozen_trial)`` after each trial this worker
+    finishes. Past ``deadline`` (``time.time()``), no trial is claimed:
+    :class:`TimeoutReached` is raised instead.
 
     Returns:
         ``False`` if this worker ran ``4 * budget + 4`` trials without the stage
@@ -140,6 +152,8 @@ def run_trials(
     delay = POLL_MIN
     while True:
         check_interrupted()
+        if deadline is not None and time.time() >= deadline:
+            raise TimeoutReached
         trial = None
         try:
             with critical():
@@ -153,6 +167,10 @@ def run_trials(
         if trial is not None:
             attempts += 1
             run_trial(study, trial, objective)
+            if callbacks:
+                frozen = study._storage.get_trial(trial._trial_id)
+                for callback in callbacks:
+                    callback(study, frozen)
             delay = POLL_MIN
             if on_progress is not None:
                 on_progress()

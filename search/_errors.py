@@ -12,6 +12,11 @@ class SearchError(RuntimeError):
     """A search cannot start or go on; the message says what to do."""
 
 
+class SearchTimeout(Exception):
+    """The search's ``timeout`` passed: no trial was started after it; running the same
+    search again resumes it."""
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that a user's input causes, of every package: printed as one line
     (exit code 2), never as a traceback."""

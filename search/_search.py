@@ -5,18 +5,25 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from stagetune.objectives import Task, get_task, resolve_device
+from stagetune.objectives import (
+    DEFAULT_CHECKPOINT_EVERY,
+    CheckpointPolicy,
+    Task,
+    get_task,
+    resolve_device,
+)
 from stagetune.search import _barrier, _stages
 from stagetune.search import _notes as notes
-from stagetune.search._errors import SearchError
+from stagetune.search._errors import SearchError, SearchTimeout
 from stagetune.search._read import SearchResult, StageSummary, search_status, summarize
 from stagetune.search._resume import check_resume, delete_search
 from stagetune.spaces import Param, Plan, Stage, default_plan
@@ -24,6 +31,7 @@ from stagetune.storage import (
     DEFAULT_MAX_AGE,
     SearchSettings,
     StageLineage,
+    open_artifacts,
     open_storage,
     search_stages,
     study_name,
@@ -34,7 +42,12 @@ from stagetune.storage import (
 if TYPE_CHECKING:
     import optuna
     import torch
+    from optuna.artifacts._protocol import ArtifactStore
     from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
+
+#: A callback run after every finished trial, as ``study.optimize`` runs them.
+TrialCallback = Callable[["optuna.Study", "FrozenTrial"], None]
 
 
 ProgressFactory = Callable[[Stage, int, int, int], "Progress"]
@@ -91,6 +104,19 @@ class StagedSearch:
         progress: A factory for per-stage progress, or ``None`` for none.
         max_age: A RUNNING trial with no heartbeat that started longer ago than
             this is taken as orphaned (left by a run without heartbeat).
+        artifacts: Where the final run's model and the trials' checkpoints go: a
+            directory, an ``s3://``/``gs://`` bucket URL, or any Optuna artifact store;
+            ``None``: ``<database>-artifacts/`` beside a SQLite database (no default for
+            other databases: then nothing is kept).
+        checkpoint_every: Seconds between a trial's checkpoints (at epoch ends; ``0``:
+            every epoch); ``None``: no checkpoints.
+        trial_timeout: Seconds of training after which a search trial is pruned, with
+            the reason in its ``prune_reason`` (the final run has no limit).
+        timeout: Seconds after which no new trial starts; ``run`` then raises
+            :class:`SearchTimeout` and running the search again resumes it.
+        callbacks: Called with ``(study, frozen_trial)`` after every trial this process
+            finishes (as ``study.optimize`` calls them), in every worker: optuna-integration's
+            ``MLflowCallback``, ``WeightsAndBiasesCallback``, ...
 
     Example:
         >>> from search import StagedSearch
@@ -115,6 +141,11 @@ class StagedSearch:
         device: torch.device | str | None = None,
         progress: ProgressFactory | None = Progress,
         max_age: timedelta = DEFAULT_MAX_AGE,
+        artifacts: str | ArtifactStore | None = None,
+        checkpoint_every: float | None = DEFAULT_CHECKPOINT_EVERY,
+        trial_timeout: float | None = None,
+        timeout: float | None = None,
+        callbacks: Sequence[TrialCallback] = (),
     ) -> None:
         self.task = get_task(task) if isinstance(task, str) else task
         self.plan = plan if plan is not None else task_plan(self.task)
@@ -133,6 +164,26 @@ class StagedSearch:
         self.max_age = max_age
         self._storage_arg = storage
         self._storage: BaseStorage | None = None
+        for option, value in (
+            ("checkpoint_every", checkpoint_every),
+            ("trial_timeout", trial_timeout),
+            ("timeout", timeout),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+            ):
+                raise SearchError(f"{option} must be a number of seconds >= 0, got {value!r}.")
+        if trial_timeout == 0 or timeout == 0:
+            raise SearchError("trial_timeout and timeout must be > 0 seconds (None: no limit).")
+        self.artifacts_arg = artifacts
+        self.checkpoint_every = checkpoint_every
+        self.trial_timeout = trial_timeout
+        self.timeout = timeout
+        self.callbacks = tuple(callbacks)
+        #: When ``timeout`` ends, in ``time.time()`` seconds (set when the search starts;
+        #: workers get their parent's).
+        self.deadline: float | None = None
+        self._parent_deadline = False
 
     # -- public --------------------------------------------------------------------
 
@@ -150,6 +201,19 @@ class StagedSearch:
                 self._storage = self._storage_arg
         return self._storage
 
+    @property
+    def artifacts(self) -> ArtifactStore | None:
+        """The artifact store (``None``: none for this storage)."""
+        if not hasattr(self, "_artifacts"):
+            self._artifacts = open_artifacts(self.artifacts_arg, self._storage_arg)
+        return self._artifacts
+
+    def start_clock(self) -> None:
+        """Start the ``timeout`` now (each ``run`` starts it anew; a worker's copy keeps
+        its parent's deadline, so all workers stop together)."""
+        if self.timeout is not None and not self._parent_deadline:
+            self.deadline = time.time() + self.timeout
+
     def fingerprint(self) -> str:
         """Hash of what decides the trials: the plan, the task and the epochs."""
         text = json.dumps(
@@ -159,7 +223,12 @@ class StagedSearch:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def run(self) -> SearchResult:
-        """Run (or resume) every stage in order and return what was found."""
+        """Run (or resume) every stage in order and return what was found.
+
+        Raises:
+            SearchTimeout: ``timeout`` passed before the search finished.
+        """
+        self.start_clock()
         carried: dict[str, tuple[Param, Any]] = {}
         summaries = []
         context = _stages.StageContext()
@@ -220,6 +289,8 @@ class StagedSearch:
         clone = copy.copy(self)
         clone._storage = None
         clone._progress = None
+        clone.__dict__.pop("_artifacts", None)
+        clone._parent_deadline = True
         return clone
 
     def result(self) -> SearchResult | None:
@@ -295,6 +366,9 @@ class StagedSearch:
             epochs=self.epochs,
             device=self.device,
             seed=self.seed + self.seed_offset(index),
+            artifacts=self.artifacts,
+            checkpoints=self._checkpoints(),
+            trial_timeout=self.trial_timeout,
         )
         self._optimize(study, stage, index, objective)
 
@@ -316,6 +390,12 @@ class StagedSearch:
 
         # Every worker carries forward what storage holds, not what it computed.
         return summarize(study, _barrier.close_stage(study, done, on_close=finished))
+
+    def _checkpoints(self) -> CheckpointPolicy | None:
+        store = self.artifacts
+        if store is None or self.checkpoint_every is None:
+            return None
+        return CheckpointPolicy(store, every=self.checkpoint_every)
 
     def _open_study(self, index: int, stage: Stage, fixed: Mapping[str, Any]) -> optuna.Study:
         import optuna
@@ -391,11 +471,19 @@ class StagedSearch:
                 objective=objective,
                 max_age=self.max_age,
                 on_progress=on_progress,
+                callbacks=self.callbacks,
+                deadline=self.deadline,
             ):
                 raise SearchError(
                     f"Stage {stage.name!r} did not reach its budget of {stage.n_trials} "
                     f"finished trials; see `stagetune status --name {self.name}`."
                 )
+        except _barrier.TimeoutReached:
+            raise SearchTimeout(
+                f"Search {self.name!r} stopped after its timeout of {self.timeout:g} s "
+                f"(stage {stage.name!r}, {finished()}/{stage.n_trials} trials finished); "
+                f"run it again to resume."
+            ) from None
         finally:
             if progress is not None:
                 progress.close()

@@ -36,8 +36,9 @@ from stagetune.storage import StudyAttr, TrialAttr, write_attrs
 if TYPE_CHECKING:
     import optuna
     import torch
+    from optuna.artifacts._protocol import ArtifactStore
 
-    from stagetune.objectives import Task
+    from stagetune.objectives import CheckpointPolicy, Task
 
 Carried = Mapping[str, tuple[Param, Any]]
 
@@ -227,8 +228,15 @@ def build_objective(
     epochs: int,
     device: torch.device | None,
     seed: int,
+    artifacts: ArtifactStore | None = None,
+    checkpoints: CheckpointPolicy | None = None,
+    trial_timeout: float | None = None,
 ) -> Any:
-    """The objective of one stage, by its kind."""
+    """The objective of one stage, by its kind.
+
+    Search stages get the per-trial time limit; the final run gets none (it is meant
+    to be longer) and uploads its model to ``artifacts``; both checkpoint.
+    """
     carried_params = tuple(p for n, (p, _) in carried.items() if n in fixed)
     if stage.kind == "lr_range_test":
         assert stage.range_test is not None
@@ -252,13 +260,15 @@ def build_objective(
         "device": device,
         "seed": seed,
         "lr_reference_batch": lr_reference_batch(plan),
+        "checkpoints": checkpoints,
     }
     if stage.kind == "final":
         return FinalObjective(
             **{**common, "epochs": stage.epochs or epochs},
             early_stopping_patience=stage.early_stopping_patience,
+            artifacts=artifacts,
         )
-    return StageObjective(**common)
+    return StageObjective(**common, time_limit=trial_timeout)
 
 
 def stage_ended(stage: Stage, study: optuna.Study) -> None:

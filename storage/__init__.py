@@ -1,5 +1,6 @@
 """Where studies live: storage URLs, SQLite/PostgreSQL, locks, stage lineage, crash recovery."""
 
+from stagetune.storage._artifacts import default_artifacts_dir, open_artifacts
 from stagetune.storage._buffered import FLUSH_INTERVAL, BufferedStorage
 from stagetune.storage._keys import StudyAttr, StudySystemAttr, TrialAttr, TrialSystemAttr
 from stagetune.storage._lineage import (
@@ -56,8 +57,10 @@ __all__ = [
     "TrialAttr",
     "TrialSystemAttr",
     "claim_trial",
+    "default_artifacts_dir",
     "fail_and_retry",
     "find_orphans",
+    "open_artifacts",
     "open_storage",
     "read_lineage",
     "read_settings",

@@ -85,6 +85,11 @@ class TrialAttr:
     STOPPED_EARLY: Final = "stopped_early"
     TEST_LOSS: Final = "test_loss"
     TEST_METRIC: Final = "test_metric"
+    #: The artifact id of the final run's trained model (``model.pt``).
+    MODEL_ARTIFACT: Final = "model_artifact"
+    # where and how it ran
+    DEVICE: Final = "device"
+    RESUMED_FROM_EPOCH: Final = "resumed_from_epoch"
 
 
 class TrialSystemAttr:
@@ -94,6 +99,8 @@ class TrialSystemAttr:
     WORKER: Final = "stagetune:worker"
     #: The signal that stopped the trial (``"SIGTERM"``, ``"SIGINT"``).
     INTERRUPTED: Final = "stagetune:interrupted"
+    #: The trial's latest checkpoint: ``{"id": artifact id, "epoch": n}``; a retry inherits it.
+    CHECKPOINT: Final = "stagetune:checkpoint"
     #: Written by Optuna's ``RetryFailedTrialCallback`` on a retry: the trial it re-runs,
     #: and the numbers of every trial before it in the chain.
     FAILED_TRIAL: Final = "failed_trial"

@@ -54,11 +54,12 @@ LAYERS: dict[str, list[set[str]]] = {
         {"_locking"},
         {"_rdb", "_buffered"},  # the RDB storage with retries; the write-behind cache
         {"_storage"},
+        {"_artifacts"},  # the artifact store beside the database
         {"__init__"},
     ],
     "objectives": [
-        {"_config", "_tasks", "_device"},
-        {"_optim", "_mnist1d"},
+        {"_config", "_tasks", "_device", "_checkpoint"},
+        {"_optim", "_mnist1d", "_model_file"},
         {"_train"},
         {"_diagnosis"},
         {"_objective"},
@@ -68,10 +69,11 @@ LAYERS: dict[str, list[set[str]]] = {
     ],
     "search": [
         {"_errors", "_signals", "_format"},  # SearchError; signals; how values are shown
-        {"_trial", "_stages"},  # one claimed trial; what each stage kind does
+        {"_trial", "_stages", "_placement", "_callbacks"},  # one claimed trial; what each
+        # stage kind does; which device each worker gets; callbacks into worker processes
         {"_barrier"},  # one stage among any number of workers
         {"_read"},  # the read side: a search's stage studies, one summary per stage
-        {"_notes", "_resume", "_report", "_export", "_dashboard"},
+        {"_notes", "_resume", "_report", "_export", "_dashboard", "_models"},
         {"_search"},  # StagedSearch
         {"_workers"},  # N processes of one search
         {"__init__", "_cli"},  # the face; the command, imported by nothing but __main__
