@@ -13,7 +13,12 @@ CNN on the 8x8 digits that exercises channels_last):
   default batch (64) and at 512;
 * ``torch.compile`` on digits-mlp (first epoch, then steady epochs);
 * a real CUDA out-of-memory error caught and retried at half the micro-batch;
-* trials per minute of a small staged search (3 stages x 3 trials).
+* trials per minute of a small staged search (the range test, 3 stages x 3 trials, the final run);
+* trials per minute with 1, 2 and 4 worker processes packed on one GPU
+  (``--workers-per-gpu``), the three search stages x 4 trials on digits-mlp;
+* checkpoint-resume on the device: a run stopped after epoch 3 and resumed from its
+  checkpoint ends where an uninterrupted run does (exactly on the CPU; on CUDA within
+  cuDNN/AMP nondeterminism), and the checkpoint holds the CUDA RNG state.
 
 Every check prints PASS or FAIL; the exit code is the number of FAILs.
 """
@@ -21,11 +26,13 @@ Every check prints PASS or FAIL; the exit code is the number of FAILs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,6 +44,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from stagetune.objectives import (  # noqa: E402
+    CheckpointPolicy,
     StageObjective,
     Task,
     TrainConfig,
@@ -44,8 +52,8 @@ from stagetune.objectives import (  # noqa: E402
     load_splits,
     train,
 )
-from stagetune.search import StagedSearch  # noqa: E402
-from stagetune.spaces import FloatParam, default_plan  # noqa: E402
+from stagetune.search import StagedSearch, run_workers  # noqa: E402
+from stagetune.spaces import FloatParam, core_plan, default_plan  # noqa: E402
 
 FAILURES: list[str] = []
 
@@ -223,7 +231,10 @@ def check_out_of_memory(device: torch.device) -> None:
 
 def check_search(device: torch.device, epochs: int) -> None:
     for name in ("digits-mlp", "mnist1d-cnn"):
-        print(f"\nstaged search on {name}: 3 stages x 3 trials, {epochs} epochs per trial")
+        print(
+            f"\nstaged search on {name}: range test, 3 stages x 3 trials, final, "
+            f"{epochs} epochs per trial"
+        )
         with tempfile.TemporaryDirectory() as directory:
             search = StagedSearch(
                 default_plan("mlp", n_trials=3),
@@ -239,7 +250,111 @@ def check_search(device: torch.device, epochs: int) -> None:
             minutes = (time.perf_counter() - started) / 60
         trials = sum(stage.finished for stage in result.stages)
         print(f"    {trials} trials in {60 * minutes:.1f} s: {trials / minutes:.0f} trials/minute")
-        check("search finished", trials == 9, f"best {result.best_value:.4f}")
+        budget = sum(stage.budget for stage in result.stages)  # range test + 3 x 3 + final
+        check("search finished", trials == budget, f"best {result.best_value:.4f}")
+
+
+def check_packed_workers(device: torch.device, epochs: int) -> None:
+    counts = (1, 2, 4) if device.type == "cuda" else (1, 2)
+    print(f"\npacked workers on one {device.type} device: 3 stages x 4 trials, {epochs} epochs")
+    rates = {}
+    for workers in counts:
+        with tempfile.TemporaryDirectory() as directory:
+            search = StagedSearch(
+                core_plan("mlp", n_trials=4),
+                "digits-mlp",
+                storage=f"sqlite:///{directory}/packed.db",
+                name="packed",
+                epochs=epochs,
+                progress=None,
+            )
+            # what `--workers N --gpus 0 --workers-per-gpu N` does: all on the first GPU
+            on = f"{device.type}:0" if device.type == "cuda" else "cpu"
+            started = time.perf_counter()
+            result, exits = run_workers(search, workers, devices=[on] * workers)
+            seconds = time.perf_counter() - started
+        ok = result is not None and all(e.exitcode == 0 for e in exits)
+        trials = sum(s.finished for s in result.stages) if result is not None else 0
+        rates[workers] = 60 * trials / seconds
+        print(
+            f"    {workers} worker(s): {trials} trials in {seconds:.1f} s: "
+            f"{rates[workers]:.0f} trials/minute"
+        )
+        check(f"{workers} packed worker(s) finished", ok and trials == 12)
+    base = rates[1]
+    print("    speed-up: " + ", ".join(f"{k}: x{v / base:.2f}" for k, v in rates.items()))
+
+
+class _Stop(Exception):
+    pass
+
+
+def check_checkpoint_resume(device: torch.device, epochs: int) -> None:
+    print(f"\ncheckpoint-resume on {device}: stopped after epoch 3 of {epochs}, resumed")
+    task = get_task("mnist1d-cnn")
+    splits = load_splits(task)
+    config = TrainConfig.from_params({"lr": 3e-3, "dropout": 0.1, "scheduler": "cosine"})
+    models: list[nn.Module] = []
+
+    def build(params: Mapping[str, Any]) -> nn.Module:
+        models.append(task.build_model(params))
+        return models[-1]
+
+    built = replace(task, build_model=build)
+    plain = train(built, splits, config, epochs=epochs, device=device, seed=1)
+    expected = {k: v.detach().cpu() for k, v in models[-1].state_dict().items()}
+
+    def stop(stats: Any) -> None:
+        if stats.epoch == 4:
+            raise _Stop
+
+    with tempfile.TemporaryDirectory() as directory:
+        from optuna.artifacts import FileSystemArtifactStore
+
+        study = optuna.create_study(storage=f"sqlite:///{directory}/ckpt.db")
+        trial = study.ask()
+        policy = CheckpointPolicy(FileSystemArtifactStore(directory), every=0)
+        with contextlib.suppress(_Stop):
+            train(
+                built,
+                splits,
+                config,
+                epochs=epochs,
+                device=device,
+                seed=1,
+                on_epoch=stop,
+                checkpoint=policy.for_trial(trial),
+            )
+        checkpoint = policy.for_trial(trial)
+        state = checkpoint.load()
+        has_cuda_rng = state is not None and ("cuda" in state["rng"]) == (device.type == "cuda")
+        started = time.perf_counter()
+        resumed = train(
+            built,
+            splits,
+            config,
+            epochs=epochs,
+            device=device,
+            seed=1,
+            checkpoint=policy.for_trial(trial),
+        )
+        seconds = time.perf_counter() - started
+    got = {k: v.detach().cpu() for k, v in models[-1].state_dict().items()}
+    diff = max(float((got[k].float() - expected[k].float()).abs().max()) for k in expected)
+    metric_diff = abs(resumed.final.val_metric - plain.final.val_metric)
+    print(
+        f"    resumed from epoch {resumed.resumed_from_epoch}; max weight difference {diff:.2e}, "
+        f"val metric {resumed.final.val_metric:.4f} vs {plain.final.val_metric:.4f} "
+        f"({seconds:.1f} s for the resumed epochs)"
+    )
+    check("resumed from the checkpoint of epoch 3", resumed.resumed_from_epoch == 3)
+    check("the checkpoint holds the device's RNG state", has_cuda_rng)
+    exact = device.type == "cpu"
+    check(
+        "same result as uninterrupted" + (" (exactly)" if exact else " (within 0.02)"),
+        diff == 0.0 if exact else metric_diff <= 0.02,
+        f"metric difference {metric_diff:.4f}",
+    )
 
 
 def main() -> int:
@@ -267,6 +382,8 @@ def main() -> int:
     if device.type == "cuda":
         check_out_of_memory(device)
     check_search(device, 3 if args.quick else 10)
+    check_packed_workers(device, 3 if args.quick else 10)
+    check_checkpoint_resume(device, 5 if args.quick else 8)
     print(f"\n{len(FAILURES)} failed; {time.perf_counter() - started:.0f} s in all")
     return len(FAILURES)
 

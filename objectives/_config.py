@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd", "adafactor")
+from stagetune.spaces import PLATEAU_PATIENCE, SCHEDULER_ETA_MIN
+
+OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd", "adafactor", "rmsprop")
 SCHEDULERS: tuple[str, ...] = (
     "cosine",
     "cosine_warmup",
@@ -29,7 +31,8 @@ class TrainConfig:
 
     Args:
         optimizer: ``"adamw"`` (decoupled weight decay), ``"adam"``, ``"sgd"``
-            (with ``momentum`` and Nesterov) or ``"adafactor"`` (``torch.optim.Adafactor``).
+            (with ``momentum`` and Nesterov), ``"adafactor"`` (``torch.optim.Adafactor``)
+            or ``"rmsprop"`` (``torch.optim.RMSprop``, L2 weight decay as Adam's).
         lr: Peak learning rate (OneCycleLR's ``max_lr``).
         weight_decay: Decay of weights; biases and norm weights never decay.
         batch_size: Examples per optimizer step.
@@ -40,7 +43,8 @@ class TrainConfig:
             ``milestones``) or ``"constant"``.
         warmup_fraction: Fraction of all steps spent warming up (cosine_warmup).
         warmup_steps: Warmup in optimizer steps (the guide's recipes count steps);
-            when set it replaces ``warmup_fraction``; at most half of the run warms up.
+            when set it replaces ``warmup_fraction``; at most 10% of the run warms up
+            (``MAX_WARMUP_SHARE``).
         grad_clip: Max global gradient norm, or ``None`` for no clipping.
         dropout: Passed to the model builder as ``dropout``.
         eta_min: The cosine schedule's final LR (the guide's ``eta_min=1e-6``).
@@ -83,7 +87,7 @@ class TrainConfig:
     warmup_fraction: float = 0.0
     grad_clip: float | None = None
     dropout: float = 0.0
-    eta_min: float = 1e-6
+    eta_min: float = SCHEDULER_ETA_MIN
     accumulation_steps: int = 1
     early_stopping_patience: int | None = None
     amp: bool = True
@@ -95,7 +99,7 @@ class TrainConfig:
     beta2: float = 0.999
     milestones: tuple[float, ...] = (1 / 3, 2 / 3, 1.0)
     gamma: float = 0.1
-    plateau_patience: int = 5
+    plateau_patience: int = PLATEAU_PATIENCE[0]  # the lower end: search trials are short
     plateau_factor: float = 0.1
     max_micro_batch: int | None = None
     model: dict[str, Any] = field(default_factory=dict)

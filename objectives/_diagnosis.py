@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from stagetune.spaces import LR_SYMPTOMS
+from stagetune.storage import TrialAttr
 
 if TYPE_CHECKING:
     import torch
@@ -83,9 +84,9 @@ class LrDiagnosis:
 
     def to_attrs(self) -> dict[str, str]:
         return {
-            "lr_diagnosis": self.label,
-            "lr_diagnosis_fix": self.fix,
-            "lr_diagnosis_reason": self.reason,
+            TrialAttr.LR_DIAGNOSIS: self.label,
+            TrialAttr.LR_DIAGNOSIS_FIX: self.fix,
+            TrialAttr.LR_DIAGNOSIS_REASON: self.reason,
         }
 
 

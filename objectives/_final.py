@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from stagetune.objectives._config import TrainConfig
 from stagetune.objectives._diagnosis import initial_loss
-from stagetune.objectives._objective import StageObjective, record_curves
+from stagetune.objectives._model_file import ModelFile, upload_model
+from stagetune.objectives._objective import (
+    StageObjective,
+    TrialClock,
+    discard_when_finished,
+    record_curves,
+    replay,
+)
 from stagetune.objectives._tasks import load_splits
 from stagetune.objectives._train import (
     EpochStats,
@@ -17,14 +24,12 @@ from stagetune.objectives._train import (
     evaluate,
     train,
 )
+from stagetune.storage import TrialAttr
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.artifacts._protocol import ArtifactStore
     from torch import nn
-
-
-class _EarlyStop(Exception):
-    """Raised from the epoch callback when the patience ran out."""
 
 
 @dataclass
@@ -42,18 +47,20 @@ class FinalObjective(StageObjective):
     """
 
     early_stopping_patience: int | None = None
+    artifacts: ArtifactStore | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
+        import optuna
         import torch
 
         params = self.params_for(trial)
         config = TrainConfig.from_params(params)
-        trial.set_user_attr("config", dict(sorted(params.items())))
+        trial.set_user_attr(TrialAttr.CONFIG, dict(sorted(params.items())))
         splits = load_splits(self.task)
         device = self.device or default_device()
-        seed = self.seed + trial.number
+        trial.set_user_attr(TrialAttr.DEVICE, str(device))
+        seed = self.trial_seed(trial)
         start = initial_loss(self.task, splits, config, device=device, seed=seed)
-        maximize = self.task.direction == "maximize"
 
         models: list[nn.Module] = []
 
@@ -63,56 +70,81 @@ class FinalObjective(StageObjective):
             return model
 
         history: list[EpochStats] = []
-        best: dict[str, Any] = {}
+        reported: set[int] = set()
+        clock = TrialClock(self.time_limit)
+
+        def on_resume(restored: list[EpochStats]) -> None:
+            replay(trial, restored, history, reported)
+            clock.restored(restored)
 
         def on_epoch(stats: EpochStats) -> None:
             if not (math.isfinite(stats.val_loss) and math.isfinite(stats.val_metric)):
                 raise NonFiniteLossError(stats.epoch, -1, stats.val_loss)
             history.append(stats)
+            reported.add(stats.epoch)
             trial.report(stats.val_metric, stats.epoch)
-            better = not best or (
-                stats.val_metric > best["value"] if maximize else stats.val_metric < best["value"]
-            )
-            if better:
-                weights = models[-1].state_dict().items()
-                state = {k: v.detach().to("cpu", copy=True) for k, v in weights}
-                best.update(value=stats.val_metric, epoch=stats.epoch, state=state)
-            patience = self.early_stopping_patience
-            if patience is not None and stats.epoch - best["epoch"] >= patience:
-                raise _EarlyStop
+            clock.check(trial, stats.epoch)
 
-        stopped_early = False
+        # Early stopping and the best epoch's weights are kept by `train`, so that a
+        # checkpoint holds them and a resumed run stops where an uninterrupted one would.
+        config = replace(config, early_stopping_patience=self.early_stopping_patience)
+        checkpoint = self.checkpoints.for_trial(trial) if self.checkpoints else None
+        result = None
         diverged = False
         try:
-            train(
-                replace(self.task, build_model=build),
-                splits,
-                config,
-                epochs=self.epochs,
-                device=device,
-                seed=seed,
-                on_epoch=on_epoch,
-            )
-        except _EarlyStop:
-            stopped_early = True
+            with discard_when_finished(checkpoint):
+                result = train(
+                    replace(self.task, build_model=build),
+                    splits,
+                    config,
+                    epochs=self.epochs,
+                    device=device,
+                    seed=seed,
+                    on_epoch=on_epoch,
+                    checkpoint=checkpoint,
+                    on_resume=on_resume,
+                    keep_best=True,
+                )
         except NonFiniteLossError as error:
             diverged = True
-            trial.set_user_attr("final_error", str(error))
+            trial.set_user_attr(TrialAttr.FINAL_ERROR, str(error))
         finally:
             record_curves(trial, history, initial=start, diverged=diverged)
-        if not best:
-            import optuna
-
-            reason = f"the final run has no finished epoch ({trial.user_attrs.get('final_error')})"
-            trial.set_user_attr("prune_reason", reason)
+        best_epoch, best_value = _best(history, self.task.better)
+        if best_epoch == 0:
+            cause = trial.user_attrs.get(TrialAttr.FINAL_ERROR)
+            reason = f"the final run has no finished epoch ({cause})"
+            trial.set_user_attr(TrialAttr.PRUNE_REASON, reason)
             raise optuna.TrialPruned(reason)
-        trial.set_user_attr("best_epoch", best["epoch"])
-        trial.set_user_attr("stopped_early", stopped_early)
+        trial.set_user_attr(TrialAttr.BEST_EPOCH, best_epoch)
+        stopped_early = bool(result is not None and result.stopped_early)
+        trial.set_user_attr(TrialAttr.STOPPED_EARLY, stopped_early)
         model = models[-1]
-        with torch.no_grad():
-            model.load_state_dict(best["state"])
+        if result is not None and result.best_state is not None:
+            with torch.no_grad():
+                model.load_state_dict(result.best_state)
         if splits.test is not None:
             test_loss, test_metric = evaluate(model, self.task, splits.test, device=device)
-            trial.set_user_attr("test_loss", test_loss)
-            trial.set_user_attr("test_metric", test_metric)
-        return float(best["value"])
+            trial.set_user_attr(TrialAttr.TEST_LOSS, test_loss)
+            trial.set_user_attr(TrialAttr.TEST_METRIC, test_metric)
+        if self.artifacts is not None:
+            model_file = ModelFile(
+                task=self.task.name,
+                config=dict(sorted(params.items())),
+                state_dict=model.state_dict(),
+                best_epoch=best_epoch,
+                val_metric=best_value,
+                test_metric=trial.user_attrs.get(TrialAttr.TEST_METRIC),
+            )
+            artifact_id = upload_model(self.artifacts, trial, model_file)
+            trial.set_user_attr(TrialAttr.MODEL_ARTIFACT, artifact_id)
+        return float(best_value)
+
+
+def _best(history: list[EpochStats], better: Any) -> tuple[int, float]:
+    """The best epoch (the first of ties) and its metric; ``(0, nan)`` with no epoch."""
+    best_epoch, best_value = 0, math.nan
+    for stats in history:
+        if best_epoch == 0 or better(stats.val_metric, best_value):
+            best_epoch, best_value = stats.epoch, stats.val_metric
+    return best_epoch, best_value

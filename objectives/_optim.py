@@ -53,7 +53,9 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
     SGD uses the guide's momentum 0.9 with Nesterov (``config.momentum``,
     ``config.nesterov``); AdamW and Adafactor decay weights decoupled from the
-    gradient, Adam adds ``weight_decay`` to the gradient (L2), as torch does.
+    gradient; Adam and RMSprop add ``weight_decay`` to the gradient (L2), as torch does.
+    RMSprop takes torch's own settings otherwise (``alpha=0.99``, no momentum): the
+    guide names it ("Reinforcement learning: Adam or RMSProp") without settings.
     """
     import torch
 
@@ -65,6 +67,8 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
         return torch.optim.Adam(groups, lr=config.lr, betas=betas)
     if config.optimizer == "adafactor":
         return torch.optim.Adafactor(groups, lr=config.lr)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=config.lr)
     return torch.optim.SGD(
         groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov
     )
@@ -103,8 +107,11 @@ def build_scheduler(
             optimizer, T_max=total_steps, eta_min=min(config.eta_min, config.lr)
         )
     if config.scheduler == "onecycle":
-        # max_lr is the LR the range test / LR stage found.
-        cycle_momentum = any(k in optimizer.defaults for k in ("momentum", "betas"))
+        # max_lr is the LR the range test / LR stage found. Momentum (or Adam's beta1) is
+        # cycled only where the optimizer uses it: cycling RMSprop's or plain SGD's
+        # momentum of 0 would switch momentum on.
+        defaults = optimizer.defaults
+        cycle_momentum = "betas" in defaults or defaults.get("momentum", 0) > 0
         return schedulers.OneCycleLR(
             optimizer, max_lr=config.lr, total_steps=total_steps, cycle_momentum=cycle_momentum
         )

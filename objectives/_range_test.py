@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from stagetune.storage import TrialAttr
+
 if TYPE_CHECKING:
     import optuna
     import torch
@@ -98,8 +100,16 @@ def smooth(raw: list[float], smooth_f: float) -> list[float]:
     """torch-lr-finder's smoothing: ``s_0 = l_0``, ``s_i = f * l_i + (1 - f) * s_{i-1}``."""
     out: list[float] = []
     for value in raw:
-        out.append(value if not out else _next(out[-1], value, smooth_f))
+        out.append(smooth_step(out[-1] if out else None, value, smooth_f))
     return out
+
+
+def smooth_step(previous: float | None, value: float, smooth_f: float) -> float:
+    """One step of :func:`smooth`: the smoothed loss after ``value``, given the smoothed
+    loss before it (``None`` for the first)."""
+    if previous is None or smooth_f == 0:
+        return value
+    return smooth_f * value + (1 - smooth_f) * previous
 
 
 def stop_reason(losses: list[float], spec: RangeTestSpec) -> StopReason | None:
@@ -180,7 +190,7 @@ def run_range_test(
         value = float(loss.item())
         lrs.append(lr)
         raw.append(value)
-        losses.append(value if not losses else _next(losses[-1], value, spec.smooth_f))
+        losses.append(smooth_step(losses[-1] if losses else None, value, spec.smooth_f))
         stop = stop_reason(losses, spec)
         if stop is not None:
             reason = stop
@@ -195,12 +205,6 @@ def _endless(batches: Iterable[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
     """Batches of pass after pass (each pass in a fresh order)."""
     while True:
         yield from batches
-
-
-def _next(previous: float, value: float, smooth_f: float) -> float:
-    if smooth_f == 0:
-        return value
-    return smooth_f * value + (1 - smooth_f) * previous
 
 
 @dataclass
@@ -240,7 +244,7 @@ class RangeTestObjective:
         for param in self.carried:
             params[param.name] = suggest(trial, param)
         config = TrainConfig.from_params(params)
-        trial.set_user_attr("config", dict(sorted(params.items())))
+        trial.set_user_attr(TrialAttr.CONFIG, dict(sorted(params.items())))
         result = run_range_test(
             self.task,
             load_splits(self.task),
@@ -256,7 +260,7 @@ class RangeTestObjective:
         attrs["window"] = [window.low, window.high]
         attrs["clip"] = [self.clip.low, self.clip.high]
         attrs["clipped"] = window.clipped
-        trial.set_user_attr("lr_range_test", attrs)
+        trial.set_user_attr(TrialAttr.RANGE_TEST, attrs)
         # The trial's lr is the (clipped) suggestion: a one-point distribution, so that
         # the value is recorded as a parameter and carried forward like any best value.
         trial.suggest_float("lr", window.suggestion, window.suggestion, log=True)

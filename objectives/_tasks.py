@@ -21,6 +21,7 @@ import importlib.util
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,9 +248,10 @@ def load_task_reference(reference: str) -> Task:
     """The :class:`Task` that ``reference`` (``module:attribute``) names.
 
     Raises:
-        TaskError: The module or file is not found, the attribute is missing, or
-            it is neither a Task nor a function returning one. Errors raised by
-            the module's own code propagate unchanged.
+        TaskError: The module or file is not found, the attribute is missing, it
+            is neither a Task nor a function returning one, or the module's own
+            code (or the function) raised: then the message names the exception
+            and the line of the user's code it came from.
     """
     match = _REFERENCE.match(reference)
     if match is None:
@@ -267,7 +269,12 @@ def load_task_reference(reference: str) -> Task:
             )
         value = getattr(value, part)
     if not isinstance(value, Task) and callable(value):
-        value = value()
+        try:
+            value = value()
+        except Exception as error:
+            raise TaskError(
+                _user_code_error(f"Calling {reference!r} to build the task", error, source)
+            ) from error
     if not isinstance(value, Task):
         raise TaskError(
             f"{reference!r} must be a stagetune.objectives.Task or a function of no arguments "
@@ -289,11 +296,18 @@ def _import(name: str, reference: str) -> tuple[ModuleType, str]:
         return importlib.import_module(name), name
     except ModuleNotFoundError as error:
         if error.name is None or not (name == error.name or name.startswith(error.name + ".")):
-            raise  # the module exists but imports something missing: show the real error
+            # The module exists but imports something missing: that is the error to show.
+            raise TaskError(
+                _user_code_error(f"Importing {name!r} for task {reference!r}", error, name)
+            ) from error
         raise TaskError(
             f"Cannot import module {name!r} for task {reference!r}: run from the directory "
             f"that holds it, put it on PYTHONPATH, or give a file: 'path/to/file.py:attribute'."
         ) from None
+    except Exception as error:
+        raise TaskError(
+            _user_code_error(f"Importing {name!r} for task {reference!r}", error, name)
+        ) from error
 
 
 def _import_file(path: Path, reference: str) -> ModuleType:
@@ -312,7 +326,29 @@ def _import_file(path: Path, reference: str) -> ModuleType:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except BaseException:
+    except BaseException as error:
         del sys.modules[module_name]
-        raise
+        if not isinstance(error, Exception):
+            raise  # KeyboardInterrupt, SystemExit
+        raise TaskError(
+            _user_code_error(f"Loading {str(path)!r} for task {reference!r}", error, str(path))
+        ) from error
     return module
+
+
+def _user_code_error(what: str, error: Exception, source: str) -> str:
+    """One line for an exception raised by the user's own code: what failed, the
+    exception, and the line of their code it came from."""
+    where = ""
+    if isinstance(error, SyntaxError) and error.filename:
+        where = f" ({error.filename}, line {error.lineno})"
+    else:
+        frames = traceback.extract_tb(error.__traceback__)
+        own = [f for f in frames if source in (f.filename, Path(f.filename).stem)]
+        if own or frames:
+            frame = (own or frames)[-1]
+            where = f" ({frame.filename}, line {frame.lineno})"
+    text = (error.msg if isinstance(error, SyntaxError) else str(error)).strip().splitlines()
+    detail = f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    fix = "install it or fix that import" if isinstance(error, ImportError) else "fix that code"
+    return f"{what} failed: {detail}{where}; {fix}, then run again."

@@ -15,15 +15,16 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from stagetune.objectives._optim import build_optimizer, build_scheduler
+from stagetune.objectives._optim import build_optimizer, build_scheduler, steps_per_epoch_only
 from stagetune.objectives._tasks import is_tensor_data
 
 if TYPE_CHECKING:
     import torch
 
+    from stagetune.objectives._checkpoint import TrialCheckpoint
     from stagetune.objectives._config import TrainConfig
     from stagetune.objectives._tasks import Data, Splits, Task
 
@@ -64,6 +65,8 @@ class TrainResult:
         best_val_metric: Its metric.
         stopped_early: Early stopping ended training before the last epoch.
         micro_batch_size: Examples per forward pass that were used.
+        best_state: The best epoch's weights (on the CPU), when ``train`` was asked to keep them.
+        resumed_from_epoch: The last epoch restored from a checkpoint (0: none).
     """
 
     history: list[EpochStats] = field(default_factory=list)
@@ -72,6 +75,8 @@ class TrainResult:
     best_val_metric: float = math.nan
     stopped_early: bool = False
     micro_batch_size: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    resumed_from_epoch: int = 0
 
     @property
     def final(self) -> EpochStats:
@@ -83,30 +88,6 @@ def default_device() -> torch.device:
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def configure_threads(n_workers: int) -> int:
-    """Torch threads for one of ``n_workers`` processes that share this machine's CPU.
-
-    With several workers, each trains with one thread (and one inter-op
-    thread): more would oversubscribe the cores, and small models gain nothing
-    from intra-op threads. One worker keeps torch's default.
-
-    Args:
-        n_workers: Worker processes training at once on this machine.
-
-    Returns:
-        The number of torch threads this process now uses.
-    """
-    import torch
-
-    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
-        raise ValueError(f"n_workers must be a positive integer, but got {n_workers!r}.")
-    if n_workers > 1:
-        torch.set_num_threads(1)
-        with contextlib.suppress(RuntimeError):  # only settable before inter-op work starts
-            torch.set_num_interop_threads(1)
-    return torch.get_num_threads()
 
 
 def free_device_memory(device: torch.device) -> None:
@@ -229,6 +210,17 @@ class _Batches:
         self._batch_size = batch_size
         self.steps_per_epoch = math.ceil(self.rows / batch_size)
 
+    def rng_state(self) -> torch.Tensor:
+        """The state of the generator that orders the batches (for a checkpoint)."""
+        generator = self._generator if self._loader is None else self._loader.generator
+        assert generator is not None
+        return generator.get_state()
+
+    def set_rng_state(self, state: torch.Tensor) -> None:
+        generator = self._generator if self._loader is None else self._loader.generator
+        assert generator is not None
+        generator.set_state(state)
+
     def use_channels_last(self) -> None:
         import torch
 
@@ -322,6 +314,9 @@ def train(
     seed: int,
     on_epoch: Callable[[EpochStats], None] | None = None,
     eval_batch_size: int = EVAL_BATCH,
+    checkpoint: TrialCheckpoint | None = None,
+    on_resume: Callable[[list[EpochStats]], None] | None = None,
+    keep_best: bool = False,
 ) -> TrainResult:
     """Train a fresh model of ``task`` with ``config`` for up to ``epochs`` epochs.
 
@@ -339,6 +334,13 @@ def train(
         seed: Seeds the model's initialisation and the batch order.
         on_epoch: Called with each epoch's stats.
         eval_batch_size: Rows per forward pass when scoring the validation split.
+        checkpoint: Loads the state to resume from before the first epoch, and saves
+            the state at the end of an epoch when it is due
+            (:mod:`stagetune.objectives._checkpoint`). A resumed run ends with the
+            weights and metrics of an uninterrupted one (on the CPU: exactly).
+        on_resume: Called once with the restored epochs' stats when training resumes
+            from a checkpoint (to report them again).
+        keep_best: Keep a CPU copy of the best epoch's weights in ``best_state``.
 
     Returns:
         The history, step losses and best epoch.
@@ -364,13 +366,19 @@ def train(
     # ReduceLROnPlateau steps once per epoch with the validation loss; the others per step.
     plateau: Any = None
     step_scheduler: Any = scheduler
-    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+    if steps_per_epoch_only(scheduler):
         plateau, step_scheduler = scheduler, None
     micro = config.micro_batch_size
     result = TrainResult(micro_batch_size=micro)
     since_best = 0
+    parts = _Parts(model, optimizer, scheduler, precision, batches)
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:
+        since_best = _restore(state, parts, result)
+        if on_resume is not None:
+            on_resume(list(result.history))
 
-    for epoch in range(1, epochs + 1):
+    for epoch in range(result.resumed_from_epoch + 1, epochs + 1):
         started = time.perf_counter()
         # 1) one pass over the training data in a fresh random order
         model.train()
@@ -405,6 +413,8 @@ def train(
         # 5) early stopping on the validation metric
         if result.best_epoch == 0 or task.better(val_metric, result.best_val_metric):
             result.best_epoch, result.best_val_metric, since_best = epoch, val_metric, 0
+            if keep_best:
+                result.best_state = _cpu_copy(model)
         else:
             since_best += 1
         if on_epoch is not None:
@@ -413,7 +423,71 @@ def train(
         if patience is not None and since_best >= patience and epoch < epochs:
             result.stopped_early = True
             break
+        # 6) a checkpoint when one is due (never after the last epoch)
+        if checkpoint is not None and epoch < epochs and checkpoint.due():
+            checkpoint.save(_capture(epoch, since_best, parts, result))
     return result
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What a checkpoint saves and restores, besides the result."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    precision: Precision
+    batches: _Batches
+
+
+def _cpu_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _capture(epoch: int, since_best: int, parts: _Parts, result: TrainResult) -> dict[str, Any]:
+    """The training state after ``epoch``: enough to go on as if nothing had stopped."""
+    from stagetune.objectives._checkpoint import rng_state
+
+    scaler = parts.precision.scaler
+    return {
+        "epoch": epoch,
+        "since_best": since_best,
+        "model": parts.model.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": rng_state(),
+        "batches_rng": parts.batches.rng_state(),
+        "history": [asdict(stats) for stats in result.history],
+        "step_losses": list(result.step_losses),
+        "best_epoch": result.best_epoch,
+        "best_val_metric": result.best_val_metric,
+        "best_state": result.best_state,
+    }
+
+
+def _restore(state: dict[str, Any], parts: _Parts, result: TrainResult) -> int:
+    """Load a checkpoint into the freshly built parts; returns the epochs since the best."""
+    import torch
+
+    from stagetune.objectives._checkpoint import set_rng_state
+
+    with torch.no_grad():
+        parts.model.load_state_dict(state["model"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    if parts.scheduler is not None and state["scheduler"] is not None:
+        parts.scheduler.load_state_dict(state["scheduler"])
+    if parts.precision.scaler is not None and state["scaler"] is not None:
+        parts.precision.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    parts.batches.set_rng_state(state["batches_rng"])  # a CPU byte tensor on any device
+    result.history = [EpochStats(**stats) for stats in state["history"]]
+    result.step_losses = list(state["step_losses"])
+    result.best_epoch = int(state["best_epoch"])
+    result.best_val_metric = float(state["best_val_metric"])
+    result.best_state = state["best_state"]
+    result.resumed_from_epoch = int(state["epoch"])
+    return int(state["since_best"])
 
 
 def _train_step(

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,12 @@ if TYPE_CHECKING:
     import optuna
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class TimeoutReached(Exception):
+    """The search's deadline passed before this worker claimed another trial."""
+
+
 #: Seconds between looks at the storage while waiting at the barrier (growing to the max).
 POLL_MIN = 0.05
 POLL_MAX = 0.25
@@ -69,7 +75,8 @@ def open_stage(
         study: The stage's study.
         lineage: What this worker would write (not done).
         check: Raises if the stored lineage belongs to another plan.
-        first_trial: Parameters of the first trial, queued if the study has no trial.
+        first_trial: Parameters of the first trial, queued if the study has no trial
+            (nothing is queued when it is empty).
         on_open: Called under the lock when the stage is not done yet (notes).
 
     Returns:
@@ -83,7 +90,7 @@ def open_stage(
                 return stored
         else:
             write_lineage(study, lineage)
-        if not study.get_trials(deepcopy=False):
+        if first_trial and not study.get_trials(deepcopy=False):
             study.enqueue_trial(first_trial)
         if on_open is not None:
             on_open()
@@ -136,8 +143,14 @@ def run_trials(
     objective: Callable[[optuna.Trial], float],
     max_age: timedelta | None,
     on_progress: Callable[[], None] | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+    deadline: float | None = None,
 ) -> bool:
     """Claim and run trials of one stage until its budget is spent and none runs.
+
+    ``callbacks`` are called with ``(study, frozen_trial)`` after each trial this worker
+    finishes. Past ``deadline`` (``time.time()``), no trial is claimed:
+    :class:`TimeoutReached` is raised instead.
 
     Returns:
         ``False`` if this worker ran ``budget.attempt_limit`` trials without the
@@ -148,6 +161,8 @@ def run_trials(
     delay = POLL_MIN
     while True:
         check_interrupted()
+        if deadline is not None and time.time() >= deadline:
+            raise TimeoutReached
         trial = None
         try:
             with critical():
@@ -161,6 +176,10 @@ def run_trials(
         if trial is not None:
             attempts += 1
             run_trial(study, trial, objective)
+            if callbacks:
+                frozen = study._storage.get_trial(trial._trial_id)
+                for callback in callbacks:
+                    callback(study, frozen)
             delay = POLL_MIN
             if on_progress is not None:
                 on_progress()

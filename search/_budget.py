@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Literal
 from optuna.pruners import BasePruner
 from optuna.trial import TrialState
 
+from stagetune.storage import TrialAttr, TrialSystemAttr
+
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
@@ -51,9 +53,9 @@ if TYPE_CHECKING:
     from stagetune.spaces import Plan
 
 #: Trial system attribute: the most epochs a claimed trial may train (step 3).
-EPOCH_CAP_ATTR = "stagetune_epoch_cap"
+EPOCH_CAP_ATTR = TrialSystemAttr.EPOCH_CAP
 #: Trial user attribute of a trial stopped at its cap (step 4).
-PRUNE_REASON_ATTR = "prune_reason"
+PRUNE_REASON_ATTR = TrialAttr.PRUNE_REASON
 
 BudgetUnit = Literal["trials", "epochs"]
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

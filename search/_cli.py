@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from stagetune.search._errors import SearchError, user_errors
+from stagetune.search._errors import SearchError, SearchTimeout, user_errors
+from stagetune.search._format import fmt
 from stagetune.search._workers import quiet_optuna
 
 if TYPE_CHECKING:
@@ -16,11 +17,22 @@ if TYPE_CHECKING:
     from stagetune.search._read import SearchResult, StageSummary
 
 EXIT_USER_ERROR = 2
+EXIT_TIMEOUT = 3
 EXIT_INTERRUPTED = 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (no usage block) that point to --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            EXIT_USER_ERROR,
+            f"{self.prog}: error: {message}; see `{self.prog} --help`.\n",
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="stagetune",
         description="Staged hyperparameter search, the guide's five steps: LR range test, "
         "learning rate, weight decay, regularization, final run; each stage an Optuna study.",
@@ -28,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     storage_help = "SQLAlchemy URL or SQLite file (default: sqlite:///stagetune.db)"
+    artifacts_help = (
+        "directory (or s3://bucket, gs://bucket) for the trained model and checkpoints "
+        "(default: DB-artifacts/ beside a SQLite database DB.db; none for other databases)"
+    )
     run = commands.add_parser("run", help="run or resume a staged search")
     run.add_argument(
         "--task",
@@ -61,14 +77,50 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--epochs", type=int, help="epochs per trial (default: the task's)")
     run.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
-    run.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    run.add_argument(
+        "--device",
+        help="torch device for every worker, e.g. cpu or cuda:1 (default: spread over the "
+        "visible GPUs, else cpu)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="worker processes on this machine (default: 1); the same command started "
-        "elsewhere on the same storage joins them",
+        help="worker processes on this machine (default: 1, or GPUs x --workers-per-gpu); "
+        "worker i trains on GPU i mod G; the same command started elsewhere on the same "
+        "storage joins them",
+    )
+    run.add_argument(
+        "--gpus",
+        help="the visible GPUs to use, e.g. 0,2,3 (indices after CUDA_VISIBLE_DEVICES; "
+        "default: all)",
+    )
+    run.add_argument(
+        "--workers-per-gpu",
+        type=int,
+        metavar="K",
+        help="pack K workers on each GPU (small models leave a GPU mostly idle)",
+    )
+    run.add_argument("--artifacts", metavar="DIR", help=artifacts_help)
+    run.add_argument(
+        "--checkpoint-every",
+        default="60",
+        metavar="SECONDS",
+        help="seconds between a trial's checkpoints, taken at epoch ends (0: every epoch, "
+        "off: none; default: 60, never more than 2%% of training time)",
+    )
+    run.add_argument(
+        "--trial-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="prune a search trial after this much training (checked at epoch ends)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="start no trial after this many seconds; exits with code 3, and the same "
+        "command resumes",
     )
     run.add_argument(
         "--threads",
@@ -94,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
         help="bind address (default: 127.0.0.1; the dashboard has no authentication)",
     )
     dashboard.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one")
+    dashboard.add_argument("--artifacts", metavar="DIR", help=artifacts_help)
 
     report = commands.add_parser("report", help="write an HTML report and PNG plots")
     report.add_argument("--storage", help=storage_help)
@@ -104,6 +157,12 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--storage", help=storage_help)
     export.add_argument("--name", default="digits-mlp", help="search name")
     export.add_argument("--out", help="a .csv or .parquet file (default: NAME-trials.csv)")
+    export.add_argument(
+        "--model",
+        metavar="FILE",
+        help="write the final run's trained model (weights, config, task) to FILE instead",
+    )
+    export.add_argument("--artifacts", metavar="DIR", help=artifacts_help)
 
     commands.add_parser("tasks", help="list the built-in tasks")
     profiles = commands.add_parser("profiles", help="list the profiles and recipes")
@@ -113,10 +172,21 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 a worker failed, 2 user error,
-    130 interrupted by SIGINT, 143 by SIGTERM)."""
-    args = _parser().parse_args(argv)
+    3 stopped by --timeout, 130 interrupted by SIGINT, 143 by SIGTERM)."""
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named with the subcommand, whose --help lists what it takes
+        command = f"{parser.prog} {args.command}"
+        parser.exit(
+            EXIT_USER_ERROR,
+            f"{command}: error: unrecognized arguments: {' '.join(unknown)}; "
+            f"see `{command} --help`.\n",
+        )
     try:
         return int(_COMMANDS[args.command](args))
+    except SearchTimeout as timeout:
+        print(f"stagetune: {timeout}", file=sys.stderr)
+        return EXIT_TIMEOUT
     except KeyboardInterrupt as interrupt:
         code = getattr(interrupt, "exit_code", EXIT_INTERRUPTED)
         what = "interrupted" if code == EXIT_INTERRUPTED else f"stopped ({interrupt})"
@@ -137,15 +207,17 @@ def entry_point() -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from stagetune.objectives import get_task
+    from stagetune.search._placement import parse_gpus, worker_count, worker_devices
     from stagetune.search._search import Progress, StagedSearch, task_plan
     from stagetune.search._signals import install_signal_handlers
+    from stagetune.search._workers import check_workers
     from stagetune.spaces import default_plan, load_plan
 
     if args.trials is not None and args.trials < 1:
         raise SearchError(f"--trials must be >= 1, but got {args.trials}.")
     if args.budget is not None and args.budget < 1:
         raise SearchError(f"--budget must be >= 1 (trial-equivalents), but got {args.budget}.")
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise SearchError(f"--workers must be >= 1, but got {args.workers}.")
     if args.threads is not None and args.threads < 1:
         raise SearchError(f"--threads must be >= 1, but got {args.threads}.")
@@ -159,6 +231,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         plan = default_plan(args.profile, n_trials=args.trials, budget=args.budget)
     else:
         plan = task_plan(task, n_trials=args.trials, budget=args.budget)
+    gpus = parse_gpus(args.gpus) if args.gpus is not None else None
+    placement = {"device": args.device, "gpus": gpus, "workers_per_gpu": args.workers_per_gpu}
+    args.workers = worker_count(args.workers, **placement)
+    devices = worker_devices(args.workers, **placement)
     search = StagedSearch(
         plan,
         task,
@@ -166,9 +242,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         name=args.name,
         epochs=args.epochs,
         seed=args.seed,
-        device=args.device,
+        device=devices[0],
         progress=None if args.quiet else Progress,
+        artifacts=args.artifacts,
+        checkpoint_every=_seconds_or_off("--checkpoint-every", args.checkpoint_every),
+        trial_timeout=args.trial_timeout,
+        timeout=args.timeout,
     )
+    if args.workers > 1:  # before the storage is opened: a refused count writes nothing
+        check_workers(search, args.workers, args.threads or 1)
     # Opens the storage (creating its schema once) and checks the plan, before anything
     # is printed and before any worker starts.
     search.prepare(new=args.new)
@@ -193,14 +275,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 torch.set_num_threads(args.threads)
             result = search.run()
         else:
-            return _run_workers(search, args, task.metric_name)
+            return _run_workers(search, args, task.metric_name, devices)
     finally:
         restore()
     _print_result(result, task.metric_name, search.storage)
     return 0
 
 
-def _run_workers(search: Any, args: argparse.Namespace, metric: str) -> int:
+def _seconds_or_off(option: str, text: str) -> float | None:
+    if text == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise SearchError(f"{option} must be seconds >= 0 or off, but got {text!r}.")
+    return value
+
+
+def _run_workers(
+    search: Any, args: argparse.Namespace, metric: str, devices: Sequence[str | None]
+) -> int:
+    from stagetune.search._workers import EXIT_TIMEOUT as WORKER_TIMEOUT
     from stagetune.search._workers import run_workers
 
     bars = _StorageProgress(search) if not args.quiet else None
@@ -210,12 +307,20 @@ def _run_workers(search: Any, args: argparse.Namespace, metric: str) -> int:
             args.workers,
             threads=args.threads or 1,
             on_poll=bars.poll if bars is not None else None,
+            devices=devices,
         )
     finally:
         if bars is not None:
             bars.close()
+    if result is None and exits and all(w.exitcode == WORKER_TIMEOUT for w in exits):
+        print(
+            f"stagetune: search {search.name!r} stopped after its timeout of "
+            f"{search.timeout:g} s; run the same command to resume.",
+            file=sys.stderr,
+        )
+        return EXIT_TIMEOUT
     for worker in exits:
-        if worker.exitcode != 0:
+        if worker.exitcode not in (0, WORKER_TIMEOUT):
             print(f"stagetune: warning: {worker.describe()}", file=sys.stderr)
     if result is None:
         print(
@@ -271,12 +376,13 @@ def _stage_lines(
     """Per stage: whether it is the range test, and one line on what its kind found."""
     import optuna
 
-    from stagetune.search._stages import RANGE_TEST_ATTR, stage_line
+    from stagetune.search._stages import stage_line
+    from stagetune.storage import StudyAttr
 
     lines = {}
     for stage in stages:
         study = optuna.load_study(study_name=stage.study_name, storage=storage)
-        lines[stage.name] = (RANGE_TEST_ATTR in study.user_attrs, stage_line(study, metric))
+        lines[stage.name] = (StudyAttr.RANGE_TEST in study.user_attrs, stage_line(study, metric))
     return lines
 
 
@@ -288,14 +394,14 @@ def _print_result(result: SearchResult, metric: str, storage: BaseStorage | None
         if range_test:  # its value is a loss, not the metric
             print(f"  {stage.name:<16} {detail}")
             continue
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in stage.best_params.items())
+        params = ", ".join(f"{k}={fmt(v)}" for k, v in stage.best_params.items())
         print(
-            f"  {stage.name:<16} val_{metric}={_fmt(stage.best_value)}  {params}  "
+            f"  {stage.name:<16} val_{metric}={fmt(stage.best_value)}  {params}  "
             f"({stage.complete} complete, {stage.pruned} pruned)"
         )
         if detail:
             print(f"  {'':<16}   {detail}")
-    final = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(result.best_params.items()))
+    final = ", ".join(f"{k}={fmt(v)}" for k, v in sorted(result.best_params.items()))
     print(f"Final hyperparameters: {final}")
 
 
@@ -318,7 +424,7 @@ def _print_trouble(storage: Any, stage: StageSummary) -> None:
     """One line per orphaned trial and per retry, under the stage's line."""
     import optuna
 
-    from stagetune.storage import INTERRUPTED_ATTR, find_orphans
+    from stagetune.storage import TrialSystemAttr, find_orphans
 
     study = optuna.load_study(study_name=stage.study_name, storage=storage)
     for orphan in find_orphans(study):
@@ -326,11 +432,11 @@ def _print_trouble(storage: Any, stage: StageSummary) -> None:
     trials = study.get_trials(deepcopy=False)
     by_number = {t.number: t for t in trials}
     for trial in trials:
-        history = trial.system_attrs.get("retry_history")
+        history = trial.system_attrs.get(TrialSystemAttr.RETRY_HISTORY)
         if not history:
             continue
         failed = by_number.get(history[-1])
-        why = failed.system_attrs.get(INTERRUPTED_ATTR) if failed is not None else None
+        why = failed.system_attrs.get(TrialSystemAttr.INTERRUPTED) if failed is not None else None
         cause = f"stopped by {why}" if why else "its worker died"
         print(
             f"      trial {trial.number}: retry of trial {history[-1]} ({cause}), "
@@ -341,7 +447,7 @@ def _print_trouble(storage: Any, stage: StageSummary) -> None:
 def _print_stage(stage: StageSummary) -> None:
     busy = stage.finished or stage.running or stage.failed
     state = "done" if stage.done else "in progress" if busy else "not started"
-    params = ", ".join(f"{k}={_fmt(v)}" for k, v in stage.best_params.items()) or "-"
+    params = ", ".join(f"{k}={fmt(v)}" for k, v in stage.best_params.items()) or "-"
     extra = ""
     if stage.running or stage.failed or stage.retried or stage.waiting:
         orphaned = f" ({stage.orphaned} orphaned)" if stage.orphaned else ""
@@ -357,13 +463,13 @@ def _print_stage(stage: StageSummary) -> None:
     else:
         spent = f"{stage.finished}/{stage.budget} finished ({stage.pruned} pruned)"
     print(
-        f"  {stage.name:<16} {spent}  {state:<11}  best={_fmt(stage.best_value)}  {params}{extra}"
+        f"  {stage.name:<16} {spent}  {state:<11}  best={fmt(stage.best_value)}  {params}{extra}"
     )
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     from stagetune.search._dashboard import is_loopback, serve_dashboard
-    from stagetune.storage import open_storage
+    from stagetune.storage import open_artifacts, open_storage
 
     if not 0 <= args.port <= 65535:
         raise SearchError(f"--port must be in 0..65535, but got {args.port}.")
@@ -378,7 +484,10 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(f"stagetune: dashboard at {url} (Ctrl-C stops it)", flush=True)
 
-    serve_dashboard(storage, host=args.host, port=args.port, on_ready=ready)
+    artifacts = open_artifacts(args.artifacts, args.storage, create=False)
+    serve_dashboard(
+        storage, host=args.host, port=args.port, on_ready=ready, artifact_store=artifacts
+    )
     return 0
 
 
@@ -398,6 +507,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from stagetune.storage import open_storage
 
     quiet_optuna()
+    if args.model is not None:
+        from stagetune.search._models import export_model
+        from stagetune.storage import open_artifacts
+
+        storage = open_storage(args.storage, read_only=True)
+        artifacts = open_artifacts(args.artifacts, args.storage, create=False)
+        found = export_model(storage, args.name, args.model, artifacts=artifacts)
+        print(
+            f"stagetune: the final run's model of search {args.name!r} ({found.task}, "
+            f"best epoch {found.best_epoch}) written to {args.model}"
+        )
+        return 0
     out = args.out or f"{args.name}-trials.csv"
     path = export_trials(open_storage(args.storage, read_only=True), args.name, out)
     print(f"stagetune: trials of search {args.name!r} written to {path}")
@@ -427,11 +548,16 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
                 print(f"# {line}")
         print(plan_to_toml(profile.plan()), end="")
         return 0
-    for kind, title in (("profile", "Profiles"), ("recipe", "Recipes (guide, Common Recipes)")):
+    titles = (
+        ("profile", "Profiles: pick the one for your model's family (--profile NAME)"),
+        ("recipe", "Recipes (guide, Common Recipes): a profile with the recipe's values"),
+    )
+    for kind, title in titles:
         print(f"{title}:")
         for name, profile in PROFILES.items():
             if profile.kind == kind:
-                print(f"  {name:<22} {profile.description}")
+                print(f"  {name:<22} for {profile.suits}")
+                print(f"  {'':<22}   {profile.description}")
     plan = PROFILES["mlp"].plan()
     stages = " -> ".join(PROFILES["mlp"].order)
     shares = ", ".join(f"{name} {f * 100:g}%" for name, f in plan.stage_fractions().items())
@@ -441,12 +567,6 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
         f"{shares}; the range test and the final run are one trial each."
     )
     return 0
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 _COMMANDS = {

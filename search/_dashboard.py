@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from stagetune.search._errors import SearchError
 
 if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
     from optuna.storages import BaseStorage
 
 #: Addresses that only this machine can reach; any other needs a warning.
@@ -31,6 +32,7 @@ def serve_dashboard(
     host: str = "127.0.0.1",
     port: int = 8080,
     on_ready: Callable[[str], None] | None = None,
+    artifact_store: ArtifactStore | None = None,
 ) -> None:
     """Serve optuna-dashboard for ``storage`` until interrupted (Ctrl-C).
 
@@ -44,6 +46,8 @@ def serve_dashboard(
             unless the network is trusted.
         port: Port to bind; 0 picks a free one.
         on_ready: Called with the dashboard's URL once the server listens.
+        artifact_store: The search's artifact store: the dashboard lists each trial's
+            artifacts (the final run's ``model.pt``) and serves them for download.
 
     Raises:
         SearchError: The address cannot be bound (port in use, not an address here).
@@ -59,7 +63,7 @@ def serve_dashboard(
         def log_message(self, format: str, *args: object) -> None:
             """No line per request (optuna-dashboard's own default prints them)."""
 
-    app = optuna_dashboard.wsgi(storage)
+    app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store)
     try:
         server = make_server(host, port, app, server_class=Server, handler_class=QuietHandler)
     except OSError as error:

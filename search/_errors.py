@@ -12,11 +12,24 @@ class SearchError(RuntimeError):
     """A search cannot start or go on; the message says what to do."""
 
 
+class SearchTimeout(Exception):
+    """The search's ``timeout`` passed: no trial was started after it; running the same
+    search again resumes it."""
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that a user's input causes, of every package: printed as one line
     (exit code 2), never as a traceback."""
-    from stagetune.objectives import ConfigError, TaskError
+    from stagetune.objectives import ConfigError, DeviceError, TaskError
     from stagetune.spaces import SpaceError
-    from stagetune.storage import StorageError
+    from stagetune.storage import SearchNameError, StorageError
 
-    return (SpaceError, StorageError, TaskError, ConfigError, SearchError)
+    return (
+        SpaceError,
+        StorageError,
+        SearchNameError,
+        TaskError,
+        ConfigError,
+        DeviceError,
+        SearchError,
+    )

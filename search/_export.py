@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stagetune.search._errors import SearchError
-from stagetune.search._read import load_search
+from stagetune.search._read import load_stages
 
 if TYPE_CHECKING:
     import pandas
@@ -40,11 +40,11 @@ def trials_frame(storage: BaseStorage, name: str) -> pandas.DataFrame:
     import pandas
 
     frames = []
-    for study, lineage in load_search(storage, name):
+    for study, summary in load_stages(storage, name):
         frame = study.trials_dataframe()
-        frame.insert(0, "study", study.study_name)
-        frame.insert(0, "stage_index", lineage.index)
-        frame.insert(0, "stage", lineage.stage)
+        frame.insert(0, "study", summary.study_name)
+        frame.insert(0, "stage_index", summary.index)
+        frame.insert(0, "stage", summary.name)
         frames.append(frame)
     table = pandas.concat(frames, ignore_index=True, sort=False)
     table = table[sorted(table.columns, key=_column_group)]  # stable: params stay together
@@ -66,7 +66,8 @@ def export_trials(storage: BaseStorage, name: str, path: str | Path) -> Path:
         The path written.
 
     Raises:
-        SearchError: Unknown suffix, missing directory, or no search ``name``.
+        SearchError: Unknown suffix, missing directory, a file that cannot be written,
+            or no search ``name``.
     """
     target = Path(path)
     suffix = target.suffix.lower()
@@ -79,11 +80,18 @@ def export_trials(storage: BaseStorage, name: str, path: str | Path) -> Path:
         raise SearchError(
             f"Cannot export to {str(target)!r}: the directory {str(directory)!r} does not exist."
         )
+    if target.is_dir():
+        raise SearchError(f"Cannot export to {str(target)!r}: it is a directory; choose a file.")
     table = trials_frame(storage, name)
-    if suffix == ".csv":
-        table.to_csv(target, index=False)
-    else:
-        table.to_parquet(target, index=False)
+    try:
+        if suffix == ".csv":
+            table.to_csv(target, index=False)
+        else:
+            table.to_parquet(target, index=False)
+    except OSError as error:
+        raise SearchError(
+            f"Cannot export to {str(target)!r}: {error.strerror or error}; choose another --out."
+        ) from None
     return target
 
 

@@ -9,7 +9,6 @@ needs a Chrome at run time, matplotlib needs nothing but itself.
 from __future__ import annotations
 
 import html
-import json
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -19,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from stagetune.search._notes import find_range_test
-from stagetune.search._read import load_search
-from stagetune.storage import StageLineage
+from stagetune.search._errors import SearchError
+from stagetune.search._format import fmt, fmt_range, fmt_signed
+from stagetune.search._read import StageSummary, find_range_test, load_stages
+from stagetune.storage import SearchSettings, StageLineage
 
 if TYPE_CHECKING:
     import matplotlib.figure
@@ -57,7 +57,11 @@ class RangeTestCurve:
 @dataclass(frozen=True)
 class _Stage:
     study: optuna.Study
-    lineage: StageLineage
+    summary: StageSummary
+
+    @property
+    def lineage(self) -> StageLineage:
+        return self.summary.lineage
 
     @property
     def searched(self) -> list[str]:
@@ -95,12 +99,13 @@ def write_report(storage: BaseStorage, name: str, *, out_dir: str | Path = ".") 
         The files written.
 
     Raises:
-        SearchError: No search ``name`` in ``storage``.
+        SearchError: No search ``name`` in ``storage``, or ``out_dir`` is a file or
+            cannot be created or written.
     """
-    stages = [_Stage(study, lineage) for study, lineage in load_search(storage, name)]
+    stages = [_Stage(study, summary) for study, summary in load_stages(storage, name)]
     out = Path(out_dir)
     image_dir = out / f"{name}-report"
-    image_dir.mkdir(parents=True, exist_ok=True)
+    _make_directory(out, image_dir)
 
     sections: list[str] = []
     images: list[Path] = []
@@ -118,6 +123,21 @@ def write_report(storage: BaseStorage, name: str, *, out_dir: str | Path = ".") 
     html_path = out / f"{name}-report.html"
     html_path.write_text(page, encoding="utf-8")
     return ReportFiles(html_path, image_dir, tuple(images))
+
+
+def _make_directory(out: Path, image_dir: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise SearchError(
+            f"Cannot write the report into {str(out)!r}: it is a file, not a directory; "
+            f"choose another --out."
+        )
+    try:
+        image_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SearchError(
+            f"Cannot write the report into {str(out)!r}: {error.strerror} "
+            f"({error.filename}); choose another --out."
+        ) from None
 
 
 # -- what is plotted ---------------------------------------------------------------------
@@ -251,7 +271,7 @@ def _range_test_png(curve: RangeTestCurve) -> matplotlib.figure.Figure:
 
 def _best_per_stage_plot(stages: Sequence[_Stage]) -> _Plot | None:
     # Stages scored by the metric: an LR range test's value is the sweep's loss.
-    scored = [s for s in stages if find_range_test(s.study.user_attrs) is None]
+    scored = [s for s in stages if s.summary.range_test is None]
     if not scored:
         return None
     points = best_per_stage(scored[0].study, [s.lineage for s in scored])
@@ -304,7 +324,7 @@ def best_per_stage(
     (stagetune queues them first), so the plot shows what tuning gained.
     """
     points: list[tuple[str, float]] = []
-    defaults = first.user_attrs.get("stagetune_plan_spec", {}).get("defaults", {})
+    defaults = _defaults(first)
     trials = first.get_trials(deepcopy=False)
     zero = trials[0] if trials else None
     if (
@@ -324,9 +344,7 @@ def final_hyperparameters(
     first: optuna.Study, lineages: Sequence[StageLineage]
 ) -> list[tuple[str, Any, Any, str]]:
     """``(name, final value, plan default, set by)`` for every hyperparameter."""
-    defaults: dict[str, Any] = dict(
-        first.user_attrs.get("stagetune_plan_spec", {}).get("defaults", {})
-    )
+    defaults = _defaults(first)
     final = dict(defaults)
     set_by = {k: "default" for k in defaults}
     for lineage in lineages:
@@ -334,6 +352,12 @@ def final_hyperparameters(
             final[key] = value
             set_by[key] = f"stage {lineage.stage}"
     return [(k, final[k], defaults.get(k), set_by[k]) for k in sorted(final)]
+
+
+def _defaults(first: optuna.Study) -> dict[str, Any]:
+    """The plan's defaults, from the settings on the first stage's study."""
+    settings = SearchSettings.from_attrs(first.user_attrs)
+    return settings.defaults if settings is not None else {}
 
 
 # -- drawing -----------------------------------------------------------------------------
@@ -390,12 +414,12 @@ def _page(
     from plotly.offline import get_plotlyjs
 
     first = stages[0].study
-    attrs = first.user_attrs
+    settings = SearchSettings.from_attrs(first.user_attrs)
     metric = _metric_name(first)
     lineages = [s.lineage for s in stages]
     summary = [
-        f"<p>Task <b>{_e(attrs.get('stagetune_task', '?'))}</b>, "
-        f"{_e(attrs.get('stagetune_epochs', '?'))} epochs per trial, "
+        f"<p>Task <b>{_e(settings.task if settings else '?')}</b>, "
+        f"{_e(settings.epochs if settings else '?')} epochs per trial, "
         f"{len(stages)} of {lineages[0].n_stages} stages started; metric: "
         f"<b>{_e(metric)}</b> ({_e(first.direction.name.lower())}).</p>",
         _stage_table(stages, metric),
@@ -424,22 +448,20 @@ def _stage_table(stages: Sequence[_Stage], metric: str) -> str:
     rows = []
     previous: float | None = None
     for stage in stages:
-        lineage = stage.lineage
-        trials = stage.study.get_trials(deepcopy=False)
-        count = {state: sum(1 for t in trials if t.state == state) for state in TrialState}
-        best = lineage.best_value
-        change = "" if best is None or previous is None else f"{best - previous:+.4g}"
+        lineage, counted = stage.lineage, stage.summary
+        best = lineage.best_value  # recorded when the stage closed: blank until then
+        change = "" if best is None or previous is None else fmt_signed(best - previous)
         rows.append(
             [
                 f"<code>{_e(lineage.stage)}</code>",
-                ", ".join(f"{_e(k)} {_e(_range(v))}" for k, v in lineage.searches.items()),
+                ", ".join(f"{_e(k)} {_e(fmt_range(v))}" for k, v in lineage.searches.items()),
                 f"{lineage.budget}{' epochs' if lineage.budget_unit == 'epochs' else ''}",
-                str(count[TrialState.COMPLETE]),
-                str(count[TrialState.PRUNED]),
-                str(count[TrialState.FAIL]),
-                "" if best is None else f"{best:.4g}",
+                str(counted.complete),
+                str(counted.pruned),
+                str(counted.failed),
+                "" if best is None else fmt(best),
                 change,
-                ", ".join(f"{_e(k)}={_e(_fmt(v))}" for k, v in lineage.best_params.items()),
+                ", ".join(f"{_e(k)}={_e(fmt(v))}" for k, v in lineage.best_params.items()),
             ]
         )
         if best is not None:
@@ -460,7 +482,7 @@ def _stage_table(stages: Sequence[_Stage], metric: str) -> str:
 
 def _final_table(first: optuna.Study, lineages: Sequence[StageLineage]) -> str:
     rows = [
-        [f"<code>{_e(k)}</code>", _e(_fmt(final)), _e(_fmt(default)), _e(by)]
+        [f"<code>{_e(k)}</code>", _e(fmt(final)), _e(fmt(default)), _e(by)]
         for k, final, default, by in final_hyperparameters(first, lineages)
     ]
     return _table(["hyperparameter", "final", "guide default", "set by"], rows, numeric={1, 2})
@@ -468,7 +490,7 @@ def _final_table(first: optuna.Study, lineages: Sequence[StageLineage]) -> str:
 
 def _stage_section(stage: _Stage, plots: Sequence[_Plot]) -> str:
     lineage = stage.lineage
-    carried = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(lineage.carried.items()))
+    carried = ", ".join(f"{k}={fmt(v)}" for k, v in sorted(lineage.carried.items()))
     parts = [
         f'<h2 id="stage-{_e(lineage.stage)}">Stage {lineage.index + 1}: '
         f"<code>{_e(lineage.stage)}</code></h2>",
@@ -517,25 +539,10 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: set[i
     return f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _range(spec: Any) -> str:
-    if isinstance(spec, Mapping) and "choices" in spec:
-        return "{" + ", ".join(_fmt(c) for c in spec["choices"]) + "}"
-    if isinstance(spec, Mapping):
-        log = ", log" if spec.get("log") else ""
-        return f"[{_fmt(spec.get('low'))}, {_fmt(spec.get('high'))}{log}]"
-    return json.dumps(spec)
-
-
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b)
     return bool(a == b)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def _e(value: Any) -> str:

@@ -5,26 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from stagetune.search._errors import SearchError
-from stagetune.storage import find_orphans, search_stages, study_name
+from stagetune.storage import find_orphans, read_settings, search_stages, study_name
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
-    from stagetune.spaces import Plan
-
-
-def _stored_settings(storage: BaseStorage, name: str) -> dict[str, Any] | None:
-    """Task, epochs and plan the search was started with (on its first stage's study)."""
-    for frozen in storage.get_all_studies():
-        if frozen.study_name.startswith(study_name(name, "")):
-            attrs = frozen.user_attrs
-            if attrs.get("stagetune_stage_index") == 0 and "stagetune_plan_spec" in attrs:
-                return {
-                    "task": attrs.get("stagetune_task"),
-                    "epochs": attrs.get("stagetune_epochs"),
-                    "plan": attrs["stagetune_plan_spec"],
-                }
-    return None
+    from stagetune.storage import SearchSettings
 
 
 def _plan_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -55,7 +41,7 @@ def _plan_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def check_resume(
-    storage: BaseStorage, name: str, *, fingerprint: str, task: str, epochs: int, plan: Plan
+    storage: BaseStorage, name: str, *, fingerprint: str, settings: SearchSettings
 ) -> None:
     """Raise :class:`SearchError` if search ``name`` exists with other settings.
 
@@ -63,19 +49,19 @@ def check_resume(
         storage: The search's storage.
         name: The search name.
         fingerprint: ``StagedSearch.fingerprint()`` of the search about to run.
-        task, epochs, plan: Its task name, epochs per trial and plan (to say what differs).
+        settings: Its task, epochs and plan (to say what differs).
     """
     stages = search_stages(storage, name)
     if all(lineage.plan == fingerprint for _, lineage in stages):
         return
     changes = []
-    stored = _stored_settings(storage, name)
+    stored = read_settings(storage, name)
     if stored is not None:
-        if stored["task"] != task:
-            changes.append(f"task {stored['task']!r} -> {task!r}")
-        if stored["epochs"] != epochs:
-            changes.append(f"epochs {stored['epochs']} -> {epochs}")
-        changes += _plan_differences(stored["plan"], plan.to_dict())
+        if stored.task != settings.task:
+            changes.append(f"task {stored.task!r} -> {settings.task!r}")
+        if stored.epochs != settings.epochs:
+            changes.append(f"epochs {stored.epochs} -> {settings.epochs}")
+        changes += _plan_differences(stored.plan, settings.plan)
     what = "; ".join(changes) if changes else "its stored plan fingerprint differs"
     raise SearchError(
         f"Search {name!r} exists in this storage with another plan ({what}). "

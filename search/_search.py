@@ -5,15 +5,22 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from stagetune.objectives import Task, get_task
+from stagetune.objectives import (
+    DEFAULT_CHECKPOINT_EVERY,
+    CheckpointPolicy,
+    Task,
+    get_task,
+    resolve_device,
+)
 from stagetune.search import _barrier, _stages
 from stagetune.search import _notes as notes
 from stagetune.search._budget import (
@@ -22,22 +29,31 @@ from stagetune.search._budget import (
     stage_budget,
     trial_equivalents,
 )
-from stagetune.search._errors import SearchError
+from stagetune.search._errors import SearchError, SearchTimeout
 from stagetune.search._read import SearchResult, StageSummary, search_status, summarize
 from stagetune.search._resume import check_resume, delete_search
 from stagetune.spaces import Param, Plan, Stage, default_plan
 from stagetune.storage import (
     DEFAULT_MAX_AGE,
+    SearchSettings,
     StageLineage,
+    open_artifacts,
     open_storage,
     search_stages,
     study_name,
+    write_attrs,
+    write_settings,
 )
 
 if TYPE_CHECKING:
     import optuna
     import torch
+    from optuna.artifacts._protocol import ArtifactStore
     from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
+
+#: A callback run after every finished trial, as ``study.optimize`` runs them.
+TrialCallback = Callable[["optuna.Study", "FrozenTrial"], None]
 
 
 #: ``factory(stage, index, n_stages, spent, total=..., unit=...)``: a stage's display.
@@ -110,10 +126,24 @@ class StagedSearch:
             ``offset_k`` counts the trials of the stages before it
             (:meth:`seed_offset`): the search's trials get distinct seeds
             ``seed, seed + 1, ...`` in the order they run, as a joint search's do.
-        device: Torch device; CUDA when available by default.
+        device: Torch device (``"cpu"``, ``"cuda:1"``, ...), checked against the
+            machine's devices here; ``None``: CUDA when available, else the CPU.
         progress: A factory for per-stage progress, or ``None`` for none.
         max_age: A RUNNING trial with no heartbeat that started longer ago than
             this is taken as orphaned (left by a run without heartbeat).
+        artifacts: Where the final run's model and the trials' checkpoints go: a
+            directory, an ``s3://``/``gs://`` bucket URL, or any Optuna artifact store;
+            ``None``: ``<database>-artifacts/`` beside a SQLite database (no default for
+            other databases: then nothing is kept).
+        checkpoint_every: Seconds between a trial's checkpoints (at epoch ends; ``0``:
+            every epoch); ``None``: no checkpoints.
+        trial_timeout: Seconds of training after which a search trial is pruned, with
+            the reason in its ``prune_reason`` (the final run has no limit).
+        timeout: Seconds after which no new trial starts; ``run`` then raises
+            :class:`SearchTimeout` and running the search again resumes it.
+        callbacks: Called with ``(study, frozen_trial)`` after every trial this process
+            finishes (as ``study.optimize`` calls them), in every worker: optuna-integration's
+            ``MLflowCallback``, ``WeightsAndBiasesCallback``, ...
 
     Example:
         >>> from search import StagedSearch
@@ -138,21 +168,49 @@ class StagedSearch:
         device: torch.device | str | None = None,
         progress: ProgressFactory | None = Progress,
         max_age: timedelta = DEFAULT_MAX_AGE,
+        artifacts: str | ArtifactStore | None = None,
+        checkpoint_every: float | None = DEFAULT_CHECKPOINT_EVERY,
+        trial_timeout: float | None = None,
+        timeout: float | None = None,
+        callbacks: Sequence[TrialCallback] = (),
     ) -> None:
         self.task = get_task(task) if isinstance(task, str) else task
         self.plan = plan if plan is not None else task_plan(self.task)
-        self.name = name or self.task.name
+        self.name = self.task.name if name is None else name
         study_name(self.name, "")  # validates the name
         self.epochs = epochs if epochs is not None else self.task.epochs
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise SearchError(f"epochs must be a positive integer, but got {self.epochs!r}.")
         self.seed = seed
-        self.device = device
+        _check_seed(seed, self.plan)
+        # Checked here, before any storage is opened: a device the machine lacks fails
+        # with the devices it has, not with CUDA's AssertionError in the first trial.
+        self.device = None if device is None else resolve_device(device)
         _stages.validate_plan(self.plan)  # bad values fail here, before any training
         self._progress = progress
         self.max_age = max_age
         self._storage_arg = storage
         self._storage: BaseStorage | None = None
+        for option, value in (
+            ("checkpoint_every", checkpoint_every),
+            ("trial_timeout", trial_timeout),
+            ("timeout", timeout),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+            ):
+                raise SearchError(f"{option} must be a number of seconds >= 0, got {value!r}.")
+        if trial_timeout == 0 or timeout == 0:
+            raise SearchError("trial_timeout and timeout must be > 0 seconds (None: no limit).")
+        self.artifacts_arg = artifacts
+        self.checkpoint_every = checkpoint_every
+        self.trial_timeout = trial_timeout
+        self.timeout = timeout
+        self.callbacks = tuple(callbacks)
+        #: When ``timeout`` ends, in ``time.time()`` seconds (set when the search starts;
+        #: workers get their parent's).
+        self.deadline: float | None = None
+        self._parent_deadline = False
 
     # -- public --------------------------------------------------------------------
 
@@ -170,6 +228,19 @@ class StagedSearch:
                 self._storage = self._storage_arg
         return self._storage
 
+    @property
+    def artifacts(self) -> ArtifactStore | None:
+        """The artifact store (``None``: none for this storage)."""
+        if not hasattr(self, "_artifacts"):
+            self._artifacts = open_artifacts(self.artifacts_arg, self._storage_arg)
+        return self._artifacts
+
+    def start_clock(self) -> None:
+        """Start the ``timeout`` now (each ``run`` starts it anew; a worker's copy keeps
+        its parent's deadline, so all workers stop together)."""
+        if self.timeout is not None and not self._parent_deadline:
+            self.deadline = time.time() + self.timeout
+
     def fingerprint(self) -> str:
         """Hash of what decides the trials: the plan, the task and the epochs."""
         text = json.dumps(
@@ -179,7 +250,12 @@ class StagedSearch:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def run(self) -> SearchResult:
-        """Run (or resume) every stage in order and return what was found."""
+        """Run (or resume) every stage in order and return what was found.
+
+        Raises:
+            SearchTimeout: ``timeout`` passed before the search finished.
+        """
+        self.start_clock()
         carried: dict[str, tuple[Param, Any]] = {}
         summaries = []
         context = _stages.StageContext()
@@ -254,12 +330,7 @@ class StagedSearch:
             delete_search(self.storage, self.name)
         else:
             check_resume(
-                self.storage,
-                self.name,
-                fingerprint=self.fingerprint(),
-                task=self.task.name,
-                epochs=self.epochs,
-                plan=self.plan,
+                self.storage, self.name, fingerprint=self.fingerprint(), settings=self._settings()
             )
 
     def for_worker(self) -> StagedSearch:
@@ -267,6 +338,8 @@ class StagedSearch:
         clone = copy.copy(self)
         clone._storage = None
         clone._progress = None
+        clone.__dict__.pop("_artifacts", None)
+        clone._parent_deadline = True
         return clone
 
     def result(self) -> SearchResult | None:
@@ -318,9 +391,9 @@ class StagedSearch:
         )
 
         def started() -> None:
-            _stages.write_stage_attrs(study, stage_attrs or {})
+            write_attrs(study, dict(stage_attrs or {}))
             if index == 0:
-                self._write_search_attrs(study)
+                write_settings(study, self._settings())
             notes.stage_started(study, plan, index, metric=metric)
 
         # Workers share the stage through storage (search._barrier): the lineage and
@@ -342,8 +415,11 @@ class StagedSearch:
             fixed=fixed,
             plan=self.plan,
             epochs=self.epochs,
-            device=_device(self.device),
+            device=self.device,
             seed=self.seed + self.seed_offset(index),
+            artifacts=self.artifacts,
+            checkpoints=self._checkpoints(),
+            trial_timeout=self.trial_timeout,
         )
         self._optimize(study, stage, index, objective, budget)
 
@@ -365,6 +441,12 @@ class StagedSearch:
 
         # Every worker carries forward what storage holds, not what it computed.
         return summarize(study, _barrier.close_stage(study, done, on_close=finished))
+
+    def _checkpoints(self) -> CheckpointPolicy | None:
+        store = self.artifacts
+        if store is None or self.checkpoint_every is None:
+            return None
+        return CheckpointPolicy(store, every=self.checkpoint_every)
 
     def _open_study(
         self, index: int, stage: Stage, fixed: Mapping[str, Any], budget: StageBudget
@@ -398,22 +480,15 @@ class StagedSearch:
                 f"or start a new search with another --name."
             )
 
-    def _write_search_attrs(self, study: optuna.Study) -> None:
-        attrs = {
-            "stagetune_task": self.task.name,
-            "stagetune_epochs": self.epochs,
-            "stagetune_plan_spec": self.plan.to_dict(),
-        }
-        for key, value in attrs.items():
-            if study.user_attrs.get(key) != value:
-                study.set_user_attr(key, value)
+    def _settings(self) -> SearchSettings:
+        return SearchSettings(task=self.task.name, epochs=self.epochs, plan=self.plan.to_dict())
 
     def _first_trial(
         self, stage: Stage, carried: Mapping[str, tuple[Param, Any]]
     ) -> dict[str, Any]:
         """The guide's default (or the value carried in) for each searched parameter."""
         if not _stages.first_trial(stage):
-            return {}  # the range test's one trial records the LR it finds
+            return {}  # the range test records the LR it finds; a grid tries every point
         first = {}
         for param in stage.params:
             value = carried[param.name][1] if param.name in carried else None
@@ -462,15 +537,42 @@ class StagedSearch:
                 objective=objective,
                 max_age=self.max_age,
                 on_progress=on_progress,
+                callbacks=self.callbacks,
+                deadline=self.deadline,
             ):
-                what = "finished trials" if budget.unit == "trials" else "trained epochs"
                 raise SearchError(
                     f"Stage {stage.name!r} did not reach its budget of {budget.amount} "
-                    f"{what}; see `stagetune status --name {self.name}`."
+                    f"{what_spent(budget)}; see `stagetune status --name {self.name}`."
                 )
+        except _barrier.TimeoutReached:
+            raise SearchTimeout(
+                f"Search {self.name!r} stopped after its timeout of {self.timeout:g} s "
+                f"(stage {stage.name!r}, {spent()}/{budget.amount} {what_spent(budget)}); "
+                f"run it again to resume."
+            ) from None
         finally:
             if progress is not None:
                 progress.close()
+
+
+def what_spent(budget: StageBudget) -> str:
+    """What a stage budget counts, in words."""
+    return "finished trials" if budget.unit == "trials" else "trained epochs"
+
+
+#: Seeds NumPy (and so Optuna's samplers) accept: 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def _check_seed(seed: int, plan: Plan) -> None:
+    """The base seed, and every seed derived from it, must be a valid NumPy seed:
+    stage ``k``'s sampler takes ``seed + k`` and its trials ``seed + offset_k + n``."""
+    last = MAX_SEED - sum(stage.n_trials for stage in plan.stages)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= last:
+        raise SearchError(
+            f"seed must be an integer from 0 to {last} (its trials use the seeds after it, "
+            f"up to NumPy's largest, 2**32 - 1), but got {seed!r}."
+        )
 
 
 def task_plan(task: Task, *, n_trials: int | None = None, budget: int | None = None) -> Plan:
@@ -484,11 +586,3 @@ def task_plan(task: Task, *, n_trials: int | None = None, budget: int | None = N
 
     profile = task.profile if task.profile in PROFILES else "mlp"
     return default_plan(profile, n_trials=n_trials, budget=budget)
-
-
-def _device(device: torch.device | str | None) -> torch.device | None:
-    if device is None:
-        return None
-    import torch
-
-    return torch.device(device)

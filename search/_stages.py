@@ -31,20 +31,14 @@ from stagetune.spaces import (
     directed_param,
     narrow_lr_range,
 )
+from stagetune.storage import StudyAttr, TrialAttr, write_attrs
 
 if TYPE_CHECKING:
     import optuna
     import torch
+    from optuna.artifacts._protocol import ArtifactStore
 
-    from stagetune.objectives import Task
-
-#: Study user attributes written by the stage kinds (public: dashboards and reports
-#: read them).
-RANGE_TEST_ATTR = "stagetune_lr_range_test"
-LR_WINDOW_ATTR = "stagetune_lr_window"
-FIT_ATTR = "stagetune_fit_diagnosis"
-LR_DIAGNOSES_ATTR = "stagetune_lr_diagnoses"
-FINAL_ATTR = "stagetune_final"
+    from stagetune.objectives import CheckpointPolicy, Task
 
 Carried = Mapping[str, tuple[Param, Any]]
 
@@ -107,9 +101,13 @@ def metric_name(stage: Stage, metric: str) -> str:
 
 
 def first_trial(stage: Stage) -> bool:
-    """Whether the stage's first trial is queued with the guide's default (not for the
-    range test, whose one trial records the LR it finds)."""
-    return stage.kind != "lr_range_test"
+    """Whether the stage's first trial is queued with the guide's default.
+
+    Not for the range test, whose one trial records the LR it finds, nor for a grid
+    stage, which tries every point of its grid once, the default among them: Optuna's
+    GridSampler gives a queued trial no grid point, so the default would run twice and
+    one point of the grid never."""
+    return stage.kind != "lr_range_test" and stage.sampler.kind != "grid"
 
 
 @dataclass
@@ -153,7 +151,7 @@ class StageContext:
             f"[{lr.low:g}, {lr.high:g}] ({lr.source})"
         )
         narrowed = FloatParam("lr", window.low, window.high, log=True, source=source)
-        attrs[LR_WINDOW_ATTR] = {
+        attrs[StudyAttr.LR_WINDOW] = {
             "low": window.low,
             "high": window.high,
             "suggestion": window.suggestion,
@@ -190,7 +188,7 @@ class StageContext:
             record["applied"] = False
             record["reason"] += "; nothing left on that side of the current values: full ranges"
         record["ranges"] = {p.name: p.to_dict() for p in stage.params}
-        attrs[FIT_ATTR] = record
+        attrs[StudyAttr.FIT_DIAGNOSIS] = record
         return stage
 
     def _fit(self) -> dict[str, Any]:
@@ -198,11 +196,11 @@ class StageContext:
         if best is None:
             return {"label": "good_fit", "direction": 0, "reason": "no earlier stage to read"}
         attrs = best.user_attrs
-        train = attrs.get("train_loss_curve") or [attrs.get("train_loss")]
-        val = attrs.get("val_loss_curve") or [attrs.get("val_loss")]
+        train = attrs.get(TrialAttr.TRAIN_LOSS_CURVE) or [attrs.get(TrialAttr.TRAIN_LOSS)]
+        val = attrs.get(TrialAttr.VAL_LOSS_CURVE) or [attrs.get(TrialAttr.VAL_LOSS)]
         if None in train or None in val:
             return {"label": "good_fit", "direction": 0, "reason": "no loss curves recorded"}
-        return diagnose_fit(train, val, initial_loss=attrs.get("initial_loss")).to_dict()
+        return diagnose_fit(train, val, initial_loss=attrs.get(TrialAttr.INITIAL_LOSS)).to_dict()
 
     def finished(self, stage: Stage, study: optuna.Study) -> None:
         """Take what ``stage`` left for the stages after it."""
@@ -212,7 +210,7 @@ class StageContext:
         if not complete:
             return
         if stage.kind == "lr_range_test":
-            self.range_test = study.best_trial.user_attrs.get("lr_range_test")
+            self.range_test = study.best_trial.user_attrs.get(TrialAttr.RANGE_TEST)
             assert stage.range_test is not None
             self.range_test_window = stage.range_test.window
             self.narrow = stage.range_test.narrow
@@ -230,8 +228,15 @@ def build_objective(
     epochs: int,
     device: torch.device | None,
     seed: int,
+    artifacts: ArtifactStore | None = None,
+    checkpoints: CheckpointPolicy | None = None,
+    trial_timeout: float | None = None,
 ) -> Any:
-    """The objective of one stage, by its kind."""
+    """The objective of one stage, by its kind.
+
+    Search stages get the per-trial time limit; the final run gets none (it is meant
+    to be longer) and uploads its model to ``artifacts``; both checkpoint.
+    """
     carried_params = tuple(p for n, (p, _) in carried.items() if n in fixed)
     if stage.kind == "lr_range_test":
         assert stage.range_test is not None
@@ -255,21 +260,15 @@ def build_objective(
         "device": device,
         "seed": seed,
         "lr_reference_batch": lr_reference_batch(plan),
+        "checkpoints": checkpoints,
     }
     if stage.kind == "final":
         return FinalObjective(
             **{**common, "epochs": stage.epochs or epochs},
             early_stopping_patience=stage.early_stopping_patience,
+            artifacts=artifacts,
         )
-    return StageObjective(**common)
-
-
-def write_stage_attrs(study: optuna.Study, attrs: Mapping[str, Any]) -> None:
-    """Write ``attrs`` on the study, skipping those that already hold the value."""
-    current = study.user_attrs
-    for key, value in attrs.items():
-        if current.get(key) != value:
-            study.set_user_attr(key, value)
+    return StageObjective(**common, time_limit=trial_timeout)
 
 
 def stage_ended(stage: Stage, study: optuna.Study) -> None:
@@ -279,48 +278,58 @@ def stage_ended(stage: Stage, study: optuna.Study) -> None:
 
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     attrs: dict[str, Any] = {
-        LR_DIAGNOSES_ATTR: summarize_lr_diagnoses(
-            [t.user_attrs["lr_diagnosis"] for t in trials if "lr_diagnosis" in t.user_attrs]
+        StudyAttr.LR_DIAGNOSES: summarize_lr_diagnoses(
+            [
+                t.user_attrs[TrialAttr.LR_DIAGNOSIS]
+                for t in trials
+                if TrialAttr.LR_DIAGNOSIS in t.user_attrs
+            ]
         )
     }
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if stage.kind == "lr_range_test" and complete:
-        attrs[RANGE_TEST_ATTR] = study.best_trial.user_attrs.get("lr_range_test")
-        attrs.pop(LR_DIAGNOSES_ATTR)
+        attrs[StudyAttr.RANGE_TEST] = study.best_trial.user_attrs.get(TrialAttr.RANGE_TEST)
+        attrs.pop(StudyAttr.LR_DIAGNOSES)
     if stage.kind == "final" and complete:
         best = study.best_trial
-        keys = ("best_epoch", "stopped_early", "epochs_run", "test_loss", "test_metric")
-        attrs[FINAL_ATTR] = {
+        keys = (
+            TrialAttr.BEST_EPOCH,
+            TrialAttr.STOPPED_EARLY,
+            TrialAttr.EPOCHS_RUN,
+            TrialAttr.TEST_LOSS,
+            TrialAttr.TEST_METRIC,
+        )
+        attrs[StudyAttr.FINAL] = {
             "val_metric": best.value,
             "params": best.params,
             **{k: best.user_attrs.get(k) for k in keys},
         }
-    write_stage_attrs(study, attrs)
+    write_attrs(study, attrs)
 
 
 def stage_line(study: optuna.Study, metric: str) -> str:
     """What a stage of a non-search kind found, in one line for the CLI ("" if nothing)."""
     attrs = study.user_attrs
-    test = attrs.get(RANGE_TEST_ATTR)
+    test = attrs.get(StudyAttr.RANGE_TEST)
     if test:
         return (
             f"suggested lr={test['suggestion']:.3g} ({test['rule']} LR {_lr_at(test)} / "
             f"{test['divisor']:g}; {len(test['lrs'])} batches, stopped: {test['stop_reason']})"
         )
-    final = attrs.get(FINAL_ATTR)
+    final = attrs.get(StudyAttr.FINAL)
     if final:
         early = ", stopped early" if final.get("stopped_early") else ""
         test_metric = final.get("test_metric")
         shown = "" if test_metric is None else f"test_{metric}={test_metric:.4g}, "
         return f"{shown}best epoch {final.get('best_epoch')} of {final.get('epochs_run')}{early}"
     parts = []
-    window = attrs.get(LR_WINDOW_ATTR)
+    window = attrs.get(StudyAttr.LR_WINDOW)
     if window:
         parts.append(f"lr range [{window['low']:.3g}, {window['high']:.3g}] from the range test")
-    fit = attrs.get(FIT_ATTR)
+    fit = attrs.get(StudyAttr.FIT_DIAGNOSIS)
     if fit:
         parts.append(f"diagnosis: {fit['label']} ({fit['reason']})")
-    diagnoses = attrs.get(LR_DIAGNOSES_ATTR)
+    diagnoses = attrs.get(StudyAttr.LR_DIAGNOSES)
     if diagnoses:
         parts.append("LR: " + ", ".join(f"{k} {v}" for k, v in diagnoses.items() if v))
     return "; ".join(parts)

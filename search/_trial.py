@@ -85,7 +85,7 @@ def run_trial(
     import optuna
     from optuna.trial import TrialState
 
-    from stagetune.storage import INTERRUPTED_ATTR, fail_and_retry
+    from stagetune.storage import TrialSystemAttr, fail_and_retry
 
     storage = study._storage
     interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
@@ -96,11 +96,18 @@ def run_trial(
             state = TrialState.COMPLETE
         except optuna.TrialPruned:
             state = TrialState.PRUNED
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker failed this trial while it ran (its heartbeat was late:
+            # a hung machine, a cut connection) and queued its retry: what this worker
+            # would still write belongs to nobody, and the retry's result stands.
+            heartbeat.stop()
+            with critical():
+                return _taken_over(study, trial)
         except KeyboardInterrupt as interrupt:
             heartbeat.stop()
             name = interrupt.args[0] if isinstance(interrupt, Interrupted) else "SIGINT"
             with critical():
-                _set_interrupted(storage, trial._trial_id, INTERRUPTED_ATTR, name)
+                _set_interrupted(storage, trial._trial_id, TrialSystemAttr.INTERRUPTED, name)
                 fail_and_retry(study, trial._trial_id)
             raise
         except Exception:
@@ -110,6 +117,22 @@ def run_trial(
             raise
     with critical():
         return tell(study, trial, state, value)
+
+
+def _taken_over(study: optuna.Study, trial: optuna.Trial) -> TrialState:
+    """The stored state of a trial another worker finished; logs that its retry runs it."""
+    state = study._storage.get_trial(trial._trial_id).state
+    _warn_taken_over(trial.number, state)
+    return state
+
+
+def _warn_taken_over(number: int, state: TrialState) -> None:
+    _logger.warning(
+        "stagetune: trial %d was marked %s by another worker before it finished "
+        "(its heartbeat was late); its retry runs it again.",
+        number,
+        state.name,
+    )
 
 
 def _set_interrupted(storage: Any, trial_id: int, key: str, name: str) -> None:
@@ -135,10 +158,5 @@ def tell(
     else:
         frozen = study.tell(trial, state=state, skip_if_finished=True)
     if frozen.state != state:
-        _logger.warning(
-            "stagetune: trial %d was marked %s by another worker before it finished "
-            "(its heartbeat was late); its retry runs it again.",
-            trial.number,
-            frozen.state.name,
-        )
+        _warn_taken_over(trial.number, frozen.state)
     return frozen.state

@@ -18,11 +18,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from stagetune.search._errors import SearchError, user_errors
+from stagetune.search._errors import SearchError, SearchTimeout, user_errors
 from stagetune.search._signals import Interrupted, critical, install_signal_handlers
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 #: Seconds the parent waits for interrupted workers to fail their trials and exit.
 STOP_TIMEOUT = 120.0
+#: Exit code of a worker (and of ``stagetune run``) stopped by the search's timeout.
+EXIT_TIMEOUT = 3
 
 
 def quiet_optuna() -> None:
@@ -47,6 +49,7 @@ class WorkerSpec:
     search: StagedSearch
     threads: int
     index: int
+    device: str | None = None
 
 
 def _stop_with_parent() -> None:
@@ -75,7 +78,14 @@ def _worker_main(spec: WorkerSpec) -> None:
 
         torch.set_num_threads(spec.threads)
         quiet_optuna()
-        spec.search.run()
+        if spec.device is not None:
+            from stagetune.objectives import resolve_device
+
+            spec.search.device = resolve_device(spec.device)
+        try:
+            spec.search.run()
+        except SearchTimeout:
+            code = EXIT_TIMEOUT
     except Interrupted as interrupted:
         code = interrupted.exit_code
     except KeyboardInterrupt:
@@ -108,6 +118,30 @@ class WorkerExit:
         return f"worker {self.index} (pid {self.pid}) exited with code {self.exitcode}"
 
 
+def check_workers(search: StagedSearch, workers: int, threads: int = 1) -> None:
+    """Refuse worker and thread counts that cannot work, before anything is written.
+
+    No stage runs more trials at once than its budget (the barrier gives each
+    running trial a slot), so workers beyond the largest budget would only wait.
+
+    Raises:
+        SearchError: ``workers`` or ``threads`` below 1, or more workers than the
+            largest stage budget.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SearchError(f"workers must be >= 1, but got {workers!r}.")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise SearchError(f"threads must be >= 1, but got {threads!r}.")
+    largest = max(stage.n_trials for stage in search.plan.stages)
+    if workers > largest:
+        raise SearchError(
+            f"{workers} workers are more than this search can use: its largest stage runs "
+            f"{largest} trial{'s' if largest != 1 else ''} and no stage trains more trials "
+            f"at once than it runs, so the other workers would only wait; use --workers "
+            f"{largest} or fewer, or more trials per stage (--trials)."
+        )
+
+
 def run_workers(
     search: StagedSearch,
     workers: int,
@@ -115,6 +149,7 @@ def run_workers(
     threads: int = 1,
     on_poll: Callable[[], None] | None = None,
     poll_interval: float = 1.0,
+    devices: Sequence[str | None] | None = None,
 ) -> tuple[SearchResult | None, list[WorkerExit]]:
     """Run ``search`` in ``workers`` processes until it is finished.
 
@@ -128,6 +163,8 @@ def run_workers(
         threads: Torch threads per worker.
         on_poll: Called about every ``poll_interval`` seconds while workers run
             (the CLI draws progress from storage with it).
+        devices: Each worker's device (``search._placement.worker_devices``); default:
+            the search's device for all.
 
     Returns:
         The result read from storage (``None`` if the search did not finish) and
@@ -138,20 +175,24 @@ def run_workers(
     """
     import multiprocessing
 
-    if workers < 1:
-        raise SearchError(f"workers must be >= 1, but got {workers}.")
-    if threads < 1:
-        raise SearchError(f"threads must be >= 1, but got {threads}.")
+    check_workers(search, workers, threads)
     if search.storage_arg is not None and not isinstance(search.storage_arg, str):
         raise SearchError(
             "Several workers need the storage as a URL or path (each process opens it), "
             "not as a storage object."
         )
+    from stagetune.search._callbacks import check_picklable
+
+    check_picklable(search.callbacks)
+    if devices is not None and len(devices) != workers:
+        raise SearchError(f"{len(devices)} devices for {workers} workers.")
     search.prepare()  # creates the schema once, checks the plan, before any worker starts
+    search.start_clock()  # the workers share one deadline
     context = multiprocessing.get_context("spawn")
     processes = []
     for index in range(workers):
-        spec = WorkerSpec(search.for_worker(), threads, index)
+        device = devices[index] if devices is not None else None
+        spec = WorkerSpec(search.for_worker(), threads, index, device)
         process = context.Process(target=_worker_main, args=(spec,), name=f"stagetune-{index}")
         process.start()
         processes.append(process)

@@ -2,7 +2,14 @@
 
 from stagetune.spaces._config import PlanFileError, load_plan, plan_from_toml, plan_to_toml
 from stagetune.spaces._direction import directed_param
-from stagetune.spaces._guide import LEARNING_RATE, LR_SYMPTOMS, PRIORITY_ORDER, RECIPES
+from stagetune.spaces._guide import (
+    LEARNING_RATE,
+    LR_SYMPTOMS,
+    PLATEAU_PATIENCE,
+    PRIORITY_ORDER,
+    RECIPES,
+    SCHEDULER_ETA_MIN,
+)
 from stagetune.spaces._params import (
     CategoricalParam,
     FloatParam,
@@ -29,9 +36,11 @@ __all__ = [
     "FIVE_STEPS",
     "LEARNING_RATE",
     "LR_SYMPTOMS",
+    "PLATEAU_PATIENCE",
     "PRIORITY_ORDER",
     "PROFILES",
     "RECIPES",
+    "SCHEDULER_ETA_MIN",
     "STAGE_KINDS",
     "CategoricalParam",
     "FloatParam",

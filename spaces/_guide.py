@@ -130,6 +130,27 @@ ADAFACTOR_LEARNING_RATE = LearningRateRow(
 )
 
 
+#: Not a row of the guide's LR table: "Reinforcement learning: Adam or RMSProp"
+#: (Optimizer Choice) names RMSProp beside Adam without an LR. Both divide each step by
+#: a running root mean square of the gradients, so a parameter moves by about ``lr`` per
+#: step with either: RMSProp takes Adam's row (1e-4 - 1e-3, 1e-3 first; Keras's RMSprop
+#: default is 1e-3 too). ``torch.optim.RMSprop``'s own default, 1e-2, lies 10x above
+#: that row's upper end; the LR range test still looks from 1e-7 to 10.
+RMSPROP_LEARNING_RATE = LearningRateRow(
+    optimizer="RMSProp",
+    typical_low=LEARNING_RATE["adam"].typical_low,
+    typical_high=LEARNING_RATE["adam"].typical_high,
+    common_defaults=LEARNING_RATE["adam"].common_defaults,
+    search_low=LEARNING_RATE["adam"].search_low,
+    search_high=LEARNING_RATE["adam"].search_high,
+    default=LEARNING_RATE["adam"].default,
+    decision="No guide row: Adam's (1e-4 - 1e-3, 1e-3 first), the optimizer the guide names "
+    "beside it; both scale each step by a running RMS of the gradients.",
+    source="Optimizer Choice / Reinforcement learning; Learning Rate / Starting points by "
+    "optimizer (Adam)",
+)
+
+
 @dataclass(frozen=True)
 class BatchSizeRow:
     """One row of "Batch Size / Practical ranges" (``None``: the guide gives no number)."""
@@ -239,13 +260,14 @@ WARMUP: dict[str, WarmupRow] = {
 CNN_WARMUP = 0.0
 
 #: The loop warms up for ``warmup_fraction`` of the run, or for ``warmup_steps`` when
-#: a recipe counts steps; a step count larger than half the run is cut to half the
-#: run (``stagetune.objectives._optim.MAX_WARMUP_SHARE``): the guide's counts assume runs of
-#: 100k+ steps, and a warmup that never ends leaves no decay.
+#: a recipe counts steps; a step count larger than 10% of the run is cut to 10% of the
+#: run (``stagetune.objectives._optim.MAX_WARMUP_SHARE``, the upper end of "Cosine + Warmup:
+#: num_warmup_steps=6-10%"): the guide's counts assume runs of 100k+ steps, and a warmup
+#: that never ends leaves no decay.
 WARMUP_DECISION = (
     "Fractions (BERT fine-tuning 6-10%) are used as fractions, the lower end (6%, as "
     "in the BERT recipe) first; step counts (GPT 2,000, ViT 10,000) are used as steps, "
-    "at most half of the run."
+    "at most 10% of the run (the upper end of 'num_warmup_steps=6-10%')."
 )
 
 
@@ -305,8 +327,27 @@ SCHEDULER_SHORTCUT: dict[str, str] = {
     "cnn_fast_convergence": "onecycle",
     "finetune_unknown_duration": "plateau",
 }
-SCHEDULER_ETA_MIN = 1e-6
-PLATEAU_PATIENCE: tuple[int, int] = (5, 10)
+
+
+def _setting(row: SchedulerRow, name: str) -> str:
+    """The value of ``name=...`` in a row's key setting, as the guide writes it.
+
+    Example:
+        >>> _setting(SCHEDULERS["plateau"], "patience")
+        '5-10'
+    """
+    for part in row.key_setting.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    raise KeyError(f"{row.scheduler}: no {name!r} in {row.key_setting!r}")
+
+
+#: CosineAnnealingLR's final LR: 'eta_min=1e-6' in "Scheduler Choice".
+SCHEDULER_ETA_MIN = float(_setting(SCHEDULERS["cosine"], "eta_min"))
+#: ReduceLROnPlateau's patience in epochs: 'patience=5-10' in "Scheduler Choice".
+_low, _high = _setting(SCHEDULERS["plateau"], "patience").split("-")
+PLATEAU_PATIENCE: tuple[int, int] = (int(_low), int(_high))
 
 
 @dataclass(frozen=True)
@@ -399,12 +440,12 @@ class OptimizerRow:
 
 
 #: ``optimizers``: the guide's choice(s); ``available``: those stagetune can train with
-#: (torch has no Lion or RMSProp row here: Lion is not in torch; RMSProp is not wired).
+#: (Lion is not in torch).
 OPTIMIZER_BY_MODEL: dict[str, OptimizerRow] = {
     "cnn_scratch": OptimizerRow("CNN (vision, from scratch)", ("sgd",), ("sgd",)),
     "transformer": OptimizerRow("Transformer (NLP, vision)", ("adamw",), ("adamw",)),
     "finetune": OptimizerRow("Fine-tuning any pretrained", ("adamw",), ("adamw",)),
-    "rl": OptimizerRow("Reinforcement learning", ("adam", "rmsprop"), ("adam",)),
+    "rl": OptimizerRow("Reinforcement learning", ("adam", "rmsprop"), ("adam", "rmsprop")),
     "very_large": OptimizerRow(
         "Very large models (memory issue)", ("adafactor", "lion"), ("adafactor",)
     ),

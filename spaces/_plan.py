@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -14,7 +15,7 @@ from stagetune.spaces._range import RangeTestSpec
 
 if TYPE_CHECKING:
     from optuna.pruners import BasePruner
-    from optuna.samplers import BaseSampler
+    from optuna.samplers import BaseSampler, GridSampler
 
 StageKind = Literal["search", "lr_range_test", "regularization", "final"]
 #: ``search``: an ordinary study over ``params``; ``lr_range_test``: stage 0, one
@@ -130,7 +131,7 @@ class SamplerSpec:
                         f"but {param.name!r} is a range."
                     )
                 grid[param.name] = list(choices)
-            return optuna.samplers.GridSampler(grid, seed=seed)
+            return _stageless_grid(grid, seed)
         startup = self.n_startup_trials
         if startup is None:
             startup = max(1, (stage.n_trials if trials is None else trials) // 3)
@@ -416,3 +417,23 @@ class Plan:
         """A short hash of everything that decides which trials a search runs."""
         text = json.dumps(self.to_dict(), sort_keys=True, default=repr)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stageless_grid(grid: dict[str, Sequence[Any]], seed: int | None) -> BaseSampler:
+    """Optuna's GridSampler without its ``study.stop()`` when the grid is exhausted.
+
+    A stage runs its trials with ask/tell and ends at its budget, so the stop is not
+    needed, and outside ``study.optimize`` Optuna raises on it.
+    """
+    return _grid_sampler_class()(grid, seed=seed)
+
+
+@functools.cache
+def _grid_sampler_class() -> type[GridSampler]:
+    import optuna  # imported when a grid stage runs, not with stagetune.spaces
+
+    class StageGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, *args: Any, **kwargs: Any) -> None:
+            """Nothing: the stage's budget, not the sampler, ends the stage."""
+
+    return StageGridSampler

@@ -87,6 +87,7 @@ class Profile:
     Args:
         name: Profile name, as given to ``--profile``.
         description: One line for ``stagetune profiles``.
+        suits: The model family the profile is for, as ``stagetune profiles`` says it.
         defaults: The guide's step-1 values for every parameter a trial needs.
         templates: Every stage the profile knows, by name (a plan file picks from them).
         order: The stages of the profile's default plan.
@@ -106,6 +107,7 @@ class Profile:
     kind: ProfileKind = "profile"
     based_on: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    suits: str = ""
 
     def __post_init__(self) -> None:
         missing = [n for n in self.order if n not in self.templates]
@@ -125,10 +127,6 @@ class Profile:
             n_trials=n_trials,
             budget=budget,
         )
-
-    def build(self, n_trials: int | None) -> Plan:
-        """Same as :meth:`plan` (kept for callers of the first version)."""
-        return self.plan(n_trials)
 
 
 def _budgeted(plan: Plan, *, n_trials: int | None, budget: int | None) -> Plan:
@@ -287,6 +285,7 @@ def _mlp() -> Profile:
             "dropout": DROPOUT["fc"].low,
         },
         _templates(lr=lr, wd=None, regularizers=(_dropout("fc"),), batch_sizes=_BATCHES_16GB),
+        suits="MLPs and tabular models; any model no other profile fits (step 1's defaults)",
         notes=(
             "lr: the AdamW-from-scratch search range (LEARNING_RATE['adamw_scratch']).",
             "weight_decay: the step-3 grid's span [1e-5, 1e-2], log scale.",
@@ -319,6 +318,7 @@ def _cnn_scratch() -> Profile:
             regularizers=(_dropout("cnn"),),
             batch_sizes=_BATCHES_16GB,
         ),
+        suits="CNNs (vision) trained from scratch",
         notes=(
             "Optimizer Choice: 'CNN (vision, from scratch): SGD + Momentum (0.9) + Nesterov'.",
             "Scheduler: 'CNN, fixed epochs -> CosineAnnealingLR', eta_min=1e-6; no warmup.",
@@ -351,6 +351,7 @@ def _transformer_finetune() -> Profile:
             regularizers=(_dropout("transformer"),),
             batch_sizes=_BATCHES_16GB,
         ),
+        suits="fine-tuning any pretrained model (BERT, ViT, ...)",
         notes=(
             "lr: 'AdamW (fine-tuning)' 1e-5 - 5e-4, default 2e-5 (the BERT recipe's).",
             "Scheduler: 'Transformer -> Cosine + Warmup' (6% of steps, 'BERT fine-tuning').",
@@ -378,6 +379,7 @@ def _transformer_scratch() -> Profile:
         _templates(
             lr=lr, wd=None, regularizers=(_dropout("transformer"),), batch_sizes=_BATCHES_16GB
         ),
+        suits="transformers trained from scratch, small models and short runs",
         notes=(
             "Step 1's transformer defaults: AdamW, lr 1e-3, weight decay 1e-4, Cosine+Warmup, "
             "grad_clip 1.0 ('non-negotiable for transformers').",
@@ -413,10 +415,11 @@ def _transformer_pretrain() -> Profile:
             regularizers=(_dropout("transformer"),),
             batch_sizes=_BATCHES_40GB,
         ),
+        suits="pretraining a language model (GPT-style transformers)",
         notes=(
             "lr: no guide row; [1e-4, 1e-3] with the GPT recipe's 3e-4 first.",
             "weight_decay 0.1 ('AdamW + Transformer (pretraining)'); warmup 'GPT pretraining' "
-            "2,000 steps (at most half the run).",
+            "2,000 steps (at most 10% of the run).",
         ),
     )
 
@@ -445,10 +448,55 @@ def _vit_scratch() -> Profile:
             regularizers=(_dropout("transformer"), _dropout("drop_path")),
             batch_sizes=_BATCHES_40GB,
         ),
+        suits="vision transformers (ViT, Swin) trained from scratch",
         notes=(
             "weight_decay: 'AdamW + ViT' 0.05-0.3, 0.1 first (the ViT recipe's).",
             "regularization searches dropout (0-0.2) and drop_path (0-0.3, 'DropPath').",
             "batch 256: inside 'Single GPU (40GB+)' 64-512 (the recipe's 1024 is multi-GPU).",
+        ),
+    )
+
+
+def _rnn() -> Profile:
+    step1 = STEP_ONE["adamw"]
+    lr = LEARNING_RATE["adamw_scratch"]
+    clip = GRAD_CLIP["rnn"]
+    templates = _templates(
+        lr=lr, wd=None, regularizers=(_dropout("fc"),), batch_sizes=_BATCHES_16GB
+    )
+    # Searched only when a plan adds this stage ("Only tune this value if you're seeing
+    # persistent instability"): the row's two ends, never off.
+    templates["grad_clip"] = replace(
+        templates["grad_clip"],
+        params=(CategoricalParam("grad_clip", (clip.low, clip.high), source=clip.source),),
+        n_trials=2,
+    )
+    return Profile(
+        "rnn",
+        "RNN / LSTM / GRU from scratch: AdamW, CosineAnnealingLR, gradient clip 1.0",
+        {
+            "optimizer": step1.optimizer,
+            "lr": lr.default,
+            "weight_decay": step1.weight_decay,
+            "batch_size": 64,
+            "scheduler": step1.scheduler,
+            "warmup_fraction": 0.0,
+            "grad_clip": clip.low,
+            "dropout": DROPOUT["fc"].low,
+        },
+        templates,
+        suits="recurrent models: RNNs, LSTMs, GRUs",
+        notes=(
+            "Optimizer Choice has no recurrent row: step 1's 'optimizer = AdamW', with the "
+            "AdamW-from-scratch LR range (LEARNING_RATE['adamw_scratch']), lr 1e-3 first.",
+            "grad_clip 1.0, on: 'RNNs / LSTMs 1.0 - 5.0' (Gradient Clip Value), the row's "
+            "lower end, the tightest bound, as the guide clips every other model it clips; "
+            "fixed, since 'Only tune this value if you're seeing persistent instability'. "
+            "A plan file's 'grad_clip' stage searches the row's ends, 1.0 and 5.0.",
+            "Scheduler: step 1's CosineAnnealingLR, no warmup ('non-negotiable' only for "
+            "transformers); weight_decay 1e-4 (step 1), searched over the step-3 grid.",
+            "dropout: the 'FC layers' row 0.3 - 0.5 (dropout between recurrent layers and "
+            "on their outputs acts on dense features), searched from 0; 0.3 first.",
         ),
     )
 
@@ -465,6 +513,7 @@ def _recipe(name: str, base: Profile) -> Profile:
         templates,
         kind="recipe",
         based_on=base.name,
+        suits=recipe.title,
         notes=(recipe.text, *((recipe.decision,) if recipe.decision else ())),
     )
 
@@ -473,6 +522,7 @@ def _all_profiles() -> dict[str, Profile]:
     base = [
         _mlp(),
         _cnn_scratch(),
+        _rnn(),
         _transformer_scratch(),
         _transformer_finetune(),
         _transformer_pretrain(),

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from stagetune.objectives import Splits, Task, get_task
-    from stagetune.search import SearchError, SearchResult, StagedSearch
+    from stagetune.search import SearchError, SearchResult, SearchTimeout, StagedSearch, load_model
     from stagetune.spaces import Plan, Stage, default_plan, get_profile
 
 __version__ = "0.1.0"
@@ -29,6 +29,8 @@ _EXPORTS = {
     "StagedSearch": "stagetune.search",
     "SearchResult": "stagetune.search",
     "SearchError": "stagetune.search",
+    "SearchTimeout": "stagetune.search",
+    "load_model": "stagetune.search",
     "Plan": "stagetune.spaces",
     "Stage": "stagetune.spaces",
     "default_plan": "stagetune.spaces",
@@ -42,6 +44,7 @@ __all__ = [
     "Plan",
     "SearchError",
     "SearchResult",
+    "SearchTimeout",
     "Splits",
     "Stage",
     "StagedSearch",
@@ -50,6 +53,7 @@ __all__ = [
     "default_plan",
     "get_profile",
     "get_task",
+    "load_model",
 ]
 
 

@@ -1,13 +1,20 @@
 """Where studies live: storage URLs, SQLite/PostgreSQL, locks, stage lineage, crash recovery."""
 
+from stagetune.storage._artifacts import default_artifacts_dir, open_artifacts
 from stagetune.storage._buffered import FLUSH_INTERVAL, BufferedStorage
+from stagetune.storage._keys import StudyAttr, StudySystemAttr, TrialAttr, TrialSystemAttr
 from stagetune.storage._lineage import (
     LINEAGE_KEYS,
+    SearchNameError,
+    SearchSettings,
     StageLineage,
     read_lineage,
+    read_settings,
     search_stages,
     study_name,
+    write_attrs,
     write_lineage,
+    write_settings,
 )
 from stagetune.storage._locking import LockTimeoutError, search_lock
 from stagetune.storage._recovery import (
@@ -41,13 +48,22 @@ __all__ = [
     "BufferedStorage",
     "LockTimeoutError",
     "Orphan",
+    "SearchNameError",
+    "SearchSettings",
     "StageLineage",
     "StorageError",
+    "StudyAttr",
+    "StudySystemAttr",
+    "TrialAttr",
+    "TrialSystemAttr",
     "claim_trial",
+    "default_artifacts_dir",
     "fail_and_retry",
     "find_orphans",
+    "open_artifacts",
     "open_storage",
     "read_lineage",
+    "read_settings",
     "recover_dead_trials",
     "redact",
     "retry_callback",
@@ -57,5 +73,7 @@ __all__ = [
     "storage_url",
     "study_name",
     "transient_kind",
+    "write_attrs",
     "write_lineage",
+    "write_settings",
 ]

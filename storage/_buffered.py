@@ -14,13 +14,23 @@ milliseconds per epoch. This storage changes two things and nothing else:
   process that dies mid-trial loses the running trial's reports since its last
   commit (about ``flush_interval`` seconds of them); that trial is failed and
   re-run anyway. Nothing of a finished trial is ever lost: its state
-  is committed after everything it wrote.
+  is committed after everything it wrote. Only writes to trials that this
+  storage created or set running are held; a write to any other trial goes to
+  the database at once, so it fails at the call when the trial does not exist
+  or has finished (``KeyError``, ``UpdateFinishedTrialError``), as Optuna's do.
 * **Reads of finished trials ask the database one small question** ("has any
   trial finished since?") instead of reloading the unfinished ones; finished
   trials never change, so the answer is exact, not a cache that may be stale.
 
 Everything else (system attributes, parameters, states, heartbeats, studies)
 goes straight to the database as before.
+
+Both rely on Optuna's private ``_CachedStorage`` and table models, so
+``pyproject.toml`` allows only the Optuna releases this was tested with, and
+``_optuna_internals.py`` lists (and a test checks) every private name used.
+Measured with ``benchmarks/overhead.py``: without this class (WAL and
+``synchronous=NORMAL`` alone) SQLite costs about three times as much per trial,
+well above the 5%-of-a-1-second-trial target (see docs/storage.md).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage, _CachedStorage
 from optuna.trial import TrialState
 
@@ -94,6 +105,8 @@ class BufferedStorage(_CachedStorage):
         self._pending: dict[int, _Pending] = {}
         self._pending_lock = threading.Lock()
         self._reported: set[int] = set()
+        #: Trials this storage created running or set running: their writes may be held.
+        self._running_here: set[int] = set()
         self._confirmed: dict[tuple[int, tuple[TrialState, ...]], int] = {}
         self._sqlite_file = _sqlite_file(backend)
         self._version_connection: tuple[int, sqlite3.Connection] | None = None
@@ -134,23 +147,36 @@ class BufferedStorage(_CachedStorage):
         self._pending_lock = threading.Lock()
         self._version_lock = threading.Lock()
         self._version_connection = None
+        _flush_at_exit(self)
 
     # -- writes held back ----------------------------------------------------------------
 
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float
     ) -> None:
-        self._hold(
-            trial_id, lambda p: p.intermediate.__setitem__(step, intermediate_value), report=True
-        )
+        if not self._hold(
+            trial_id, lambda p: p.intermediate.__setitem__(step, intermediate_value)
+        ):
+            super().set_trial_intermediate_value(trial_id, step, intermediate_value)
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         json.dumps(value)  # a value the database cannot hold fails here, not at the flush
-        self._hold(trial_id, lambda p: p.user_attrs.__setitem__(key, value), report=False)
+        if not self._hold(trial_id, lambda p: p.user_attrs.__setitem__(key, value), report=False):
+            super().set_trial_user_attr(trial_id, key, value)
 
-    def _hold(self, trial_id: int, write: Callable[[_Pending], object], *, report: bool) -> None:
+    def _hold(
+        self, trial_id: int, write: Callable[[_Pending], object], *, report: bool = True
+    ) -> bool:
+        """Hold a write to a trial that this storage set running; ``False``: not held.
+
+        Writes to any other trial (one that does not exist, is finished, or runs
+        in another process) go to the database at once, so that they fail at the
+        call as Optuna's do (``KeyError``, ``UpdateFinishedTrialError``).
+        """
         now = time.monotonic()
         with self._pending_lock:
+            if trial_id not in self._running_here:
+                return False
             pending = self._pending.setdefault(trial_id, _Pending(since=now))
             write(pending)
             due = now - pending.since >= self.flush_interval
@@ -160,6 +186,14 @@ class BufferedStorage(_CachedStorage):
                 due = True
         if due:
             self.flush(trial_id)
+        return True
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        trial_id = super().create_new_trial(study_id, template_trial)
+        if template_trial is None or template_trial.state == TrialState.RUNNING:
+            with self._pending_lock:
+                self._running_here.add(trial_id)
+        return trial_id
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
@@ -168,14 +202,20 @@ class BufferedStorage(_CachedStorage):
         self.flush(trial_id)
         with self._pending_lock:
             self._reported.discard(trial_id)
-        return super().set_trial_state_values(trial_id, state=state, values=values)
+            self._running_here.discard(trial_id)
+        changed = super().set_trial_state_values(trial_id, state=state, values=values)
+        if changed and state == TrialState.RUNNING:
+            with self._pending_lock:
+                self._running_here.add(trial_id)
+        return changed
 
     def flush(self, trial_id: int | None = None) -> None:
         """Commit the held reports and user attributes (of one trial, or of all).
 
         One transaction per trial. On an error the values are held again and
-        the error propagates (e.g. ``UpdateFinishedTrialError`` when another
-        worker already failed the trial).
+        the error propagates; after ``UpdateFinishedTrialError`` (another worker
+        already failed the trial) that trial's values are dropped instead, since
+        no later flush could write them.
         """
         with self._pending_lock:
             ids = list(self._pending) if trial_id is None else [trial_id]
@@ -183,9 +223,14 @@ class BufferedStorage(_CachedStorage):
         for index, (held_id, pending) in enumerate(batches):
             try:
                 self._retrying("flush", self._write, held_id, pending)
-            except BaseException:
+            except BaseException as error:
+                # Another worker finished the trial (failed it as orphaned): its
+                # held values can never be written, so they are dropped.
+                dropped = isinstance(error, UpdateFinishedTrialError)
                 with self._pending_lock:
-                    for again_id, again in batches[index:]:
+                    if dropped:  # later writes to it go to the database and fail there
+                        self._running_here.discard(held_id)
+                    for again_id, again in batches[index + dropped :]:
                         newer = self._pending.get(again_id)
                         if newer is None:
                             self._pending[again_id] = again

@@ -4,22 +4,23 @@ Workers take it for the short steps that must not interleave: creating the
 schema, opening a stage, claiming a trial slot (count the stage's trials, then
 create one), and closing a stage. It is never held while a trial trains.
 
-- **SQLite**: ``flock`` on a file next to the database (``<db>-lock``). SQLite
-  itself only works among processes of one machine, and so does this lock; the
-  kernel drops it when its process dies, ``kill -9`` included.
-- **PostgreSQL**: a transaction-level advisory lock (``pg_try_advisory_xact_lock``)
-  on a connection of its own, so Optuna's writes on other connections are not
-  blocked; the server drops it when the connection closes, so a dead worker
-  never holds it.
-- **Anything else** (in-memory storages, other databases): a lock among the
-  processes of this machine only.
+- **SQLite**: ``flock`` on a file next to the database (``<db>-lock``), through
+  the ``filelock`` package (its soft fallback off: only an OS lock is taken).
+  SQLite itself only works among processes of one machine, and so does this
+  lock; the kernel drops it when its process dies, ``kill -9`` included.
+- **PostgreSQL**: a transaction-level advisory lock (``pg_advisory_xact_lock``,
+  waiting in the server's queue under ``lock_timeout``) on a connection of its
+  own, so Optuna's writes on other connections are not blocked; the server drops
+  it when the connection closes, so a dead worker never holds it.
+- **Anything else** (in-memory storages, other databases such as MySQL): a lock
+  among the processes of this machine only; a worker on a second machine is
+  refused (``storage._one_machine``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import tempfile
 import threading
 import time
@@ -32,10 +33,13 @@ if TYPE_CHECKING:
 
 #: Seconds to wait for the lock before giving up with an error.
 LOCK_TIMEOUT = 900.0
+#: PostgreSQL's SQLSTATE for "canceling statement due to lock timeout".
+_LOCK_NOT_AVAILABLE = "55P03"
 
 _held = threading.local()
 _process_locks: dict[str, threading.RLock] = {}
 _process_locks_guard = threading.Lock()
+_lock_engines: dict[str, sqlalchemy.engine.Engine] = {}
 
 
 class LockTimeoutError(TimeoutError):
@@ -66,31 +70,33 @@ def search_lock(storage: Any, key: str, *, timeout: float = LOCK_TIMEOUT) -> Ite
 
     Example:
         >>> import tempfile, os
-        >>> from storage import open_storage
+        >>> from stagetune.storage import open_storage
         >>> s = open_storage(os.path.join(tempfile.mkdtemp(), "s.db"))
         >>> with search_lock(s, "demo/lr"):
         ...     pass
     """
     backend = _backend(storage)
     url = getattr(backend, "url", None)
-    engine = getattr(backend, "engine", None)
     if url is None:
         with _process_lock(f"object:{id(backend)}:{key}", timeout):
             yield
         return
-    with url_lock(url, key, engine=engine, timeout=timeout):
+    with url_lock(url, key, timeout=timeout):
+        _check_one_machine(storage, url, key)
         yield
 
 
+def _check_one_machine(storage: Any, url: str, key: str) -> None:
+    import sqlalchemy.engine
+
+    from stagetune.storage._one_machine import check_one_machine
+
+    check_one_machine(storage, key, sqlalchemy.engine.make_url(url).get_backend_name())
+
+
 @contextlib.contextmanager
-def url_lock(
-    url: str,
-    key: str,
-    *,
-    engine: sqlalchemy.engine.Engine | None = None,
-    timeout: float = LOCK_TIMEOUT,
-) -> Iterator[None]:
-    """:func:`search_lock` for a storage URL (``engine``: one to borrow a connection from)."""
+def url_lock(url: str, key: str, *, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """:func:`search_lock` for a storage URL."""
     import sqlalchemy.engine
 
     parsed = sqlalchemy.engine.make_url(url)
@@ -106,7 +112,7 @@ def url_lock(
             with _file_lock(lock_path(Path(parsed.database)), timeout):
                 yield
         elif backend == "postgresql":
-            with _postgres_lock(url, engine, _advisory_key(key), timeout):
+            with _postgres_lock(url, _advisory_key(key), timeout):
                 yield
         else:
             name = hashlib.sha256(url.encode()).hexdigest()[:16]
@@ -119,6 +125,13 @@ def url_lock(
         held.discard(token)
 
 
+def _timeout_error(timeout: float, what: str) -> LockTimeoutError:
+    return LockTimeoutError(
+        f"Could not get the search lock ({what}) within {timeout:.0f} s: another "
+        f"worker holds it. Check for a hung stagetune process."
+    )
+
+
 def _waits(timeout: float, what: str) -> Iterator[None]:
     """Yields until the caller breaks; sleeps a little longer each time; bounded by ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -126,55 +139,82 @@ def _waits(timeout: float, what: str) -> Iterator[None]:
     while True:
         yield
         if time.monotonic() >= deadline:
-            raise LockTimeoutError(
-                f"Could not get the search lock ({what}) within {timeout:.0f} s: another "
-                f"worker holds it. Check for a hung stagetune process."
-            )
+            raise _timeout_error(timeout, what)
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
 
 
 @contextlib.contextmanager
 def _file_lock(path: Path, timeout: float) -> Iterator[None]:
-    import fcntl
+    import filelock
 
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    # fallback_to_soft=False: where the file system has no flock, filelock would
+    # otherwise fall back to a marker file that outlives a killed holder; an error
+    # is better than a lock that a dead worker can keep.
+    lock = filelock.FileLock(path, timeout=timeout, poll_interval=0.02, fallback_to_soft=False)
     try:
-        for _ in _waits(timeout, str(path)):
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                continue
-        try:
-            yield
-        finally:
-            fcntl.flock(descriptor, fcntl.LOCK_UN)
+        lock.acquire()
+    except filelock.Timeout:
+        raise LockTimeoutError(
+            f"Could not get the search lock ({path}) within {timeout:.0f} s: another "
+            f"worker holds it. Check for a hung stagetune process."
+        ) from None
+    try:
+        yield
     finally:
-        os.close(descriptor)
+        lock.release()
+
+
+def _lock_engine(url: str) -> sqlalchemy.engine.Engine:
+    """This process's engine for the PostgreSQL lock of ``url``: a connection per lock.
+
+    Not the storage's pool: a worker keeps one connection open for Optuna (see
+    ``open_storage``), and the lock's connection, opened before it waits, is closed
+    when the lock is released, so a worker that trains holds no second connection.
+    """
+    import sqlalchemy
+
+    with _process_locks_guard:
+        engine = _lock_engines.get(url)
+        if engine is None:
+            engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+            _lock_engines[url] = engine
+        return engine
 
 
 @contextlib.contextmanager
-def _postgres_lock(
-    url: str, engine: sqlalchemy.engine.Engine | None, key: int, timeout: float
-) -> Iterator[None]:
-    import sqlalchemy
+def _postgres_lock(url: str, key: int, timeout: float) -> Iterator[None]:
+    """Wait in the server's queue for the advisory lock (no polling), at most ``timeout`` s.
 
-    own_engine = None
-    if engine is None:
-        own_engine = engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.connect() as connection, connection.begin():
-            for _ in _waits(timeout, "PostgreSQL advisory lock"):
-                statement = sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:key)")
-                if connection.execute(statement, {"key": key}).scalar():
-                    break
-            # Held until this transaction ends (commit when the block ends,
-            # rollback on error, or the server drops it with the connection).
-            yield
-    finally:
-        if own_engine is not None:
-            own_engine.dispose()
+    The server hands the lock to the next waiter the moment it is released, so a
+    busy search lock is never idle between two claims (polling with
+    ``pg_try_advisory_xact_lock`` left it idle for up to a sleep between tries,
+    and its tries loaded the server with one query per waiter per sleep).
+    """
+    import sqlalchemy
+    import sqlalchemy.exc
+
+    from stagetune.storage._retry import call_retrying
+
+    # Many workers can fill the server's max_connections: wait for a free one.
+    connection = call_retrying(
+        "search lock", _lock_engine(url).connect, retry_for=timeout, kinds=("full",)
+    )
+    with connection, connection.begin():
+        # is_local: for this transaction only (SET LOCAL).
+        connection.execute(
+            sqlalchemy.text("SELECT set_config('lock_timeout', :limit, true)"),
+            {"limit": f"{max(1, round(timeout * 1000))}ms"},
+        )
+        try:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        except sqlalchemy.exc.OperationalError as error:
+            if getattr(error.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+                raise _timeout_error(timeout, "PostgreSQL advisory lock") from None
+            raise
+        # Held until this transaction ends (commit when the block ends,
+        # rollback on error, or the server drops it with the connection).
+        yield
 
 
 @contextlib.contextmanager

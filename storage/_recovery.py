@@ -22,19 +22,23 @@ import copy
 import os
 import socket
 import threading
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import optuna
+
+from stagetune.storage._keys import TrialSystemAttr
+
 if TYPE_CHECKING:
-    import optuna
     from optuna.trial import FrozenTrial
 
 #: System attribute naming the process that runs a trial.
-WORKER_ATTR = "stagetune:worker"
+WORKER_ATTR = TrialSystemAttr.WORKER
 #: System attribute naming the signal that stopped a trial (``"SIGTERM"``, ``"SIGINT"``).
-INTERRUPTED_ATTR = "stagetune:interrupted"
+INTERRUPTED_ATTR = TrialSystemAttr.INTERRUPTED
 #: Seconds without heartbeat after which a trial with no heartbeat record is orphaned.
 DEFAULT_MAX_AGE = timedelta(seconds=30)
 
@@ -62,6 +66,11 @@ def _machine() -> dict[str, str | None]:
     except OSError:
         pid_namespace = None
     return {"host": socket.gethostname(), "boot": boot_id, "pidns": pid_namespace}
+
+
+def machine_identity() -> dict[str, str | None]:
+    """This machine: its host name, boot id and PID namespace."""
+    return dict(_machine())
 
 
 def worker_identity() -> dict[str, Any]:
@@ -118,6 +127,8 @@ class Orphan:
 
 
 def _heartbeat_stale_ids(study: optuna.Study) -> set[int]:
+    # Optuna's private query (the one fail_stale_trials runs): the only way to list stale
+    # trials without failing them. Checked by storage/_optuna_internals.py.
     storage = study._storage
     interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
     if interval is None:
@@ -126,7 +137,8 @@ def _heartbeat_stale_ids(study: optuna.Study) -> set[int]:
 
 
 def _has_heartbeat(study: optuna.Study, trial_ids: list[int]) -> set[int]:
-    """The trials among ``trial_ids`` that have a heartbeat record."""
+    """The trials among ``trial_ids`` that have a heartbeat record (Optuna's private
+    heartbeat model; checked by ``storage/_optuna_internals.py``)."""
     backend = getattr(study._storage, "_backend", study._storage)
     if not trial_ids or not hasattr(backend, "scoped_session"):
         return set()
@@ -190,7 +202,6 @@ def fail_and_retry(study: optuna.Study, trial_id: int) -> bool:
     Returns:
         ``False`` if the trial had already finished (another worker got there first).
     """
-    import optuna
     from optuna.trial import TrialState
 
     storage = study._storage
@@ -227,37 +238,25 @@ def recover_dead_trials(
 MAX_RETRY = 3
 
 
-@cache
-def _retry_class() -> type[optuna.storages.RetryHeartbeatStaleTrialCallback]:
-    import optuna
+class RetryCallback(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's ``RetryHeartbeatStaleTrialCallback``, whose retry starts clean.
 
-    class RetryCallback(optuna.storages.RetryHeartbeatStaleTrialCallback):
-        """Optuna's ``RetryHeartbeatStaleTrialCallback``, whose retry starts clean.
+    The retry keeps the failed trial's parameters (and ``fixed_params``) and
+    the links to it (``failed_trial``, ``retry_history``), but not the dead
+    worker's record, the signal that stopped it, or the user attributes the
+    failed attempt wrote. A module-level class, so that a storage holding it pickles.
+    """
 
-        The retry keeps the failed trial's parameters (and ``fixed_params``) and
-        the links to it (``failed_trial``, ``retry_history``), but not the dead
-        worker's record, the signal that stopped it, or the user attributes the
-        failed attempt wrote.
-        """
-
-        def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-            clean = copy.deepcopy(trial)
-            for key in (WORKER_ATTR, INTERRUPTED_ATTR):
-                clean.system_attrs.pop(key, None)
-            clean.user_attrs = {}
-            super().__call__(study, clean)
-
-    return RetryCallback
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        clean = copy.deepcopy(trial)
+        for key in (WORKER_ATTR, INTERRUPTED_ATTR):
+            clean.system_attrs.pop(key, None)
+        clean.user_attrs = {}
+        super().__call__(study, clean)
 
 
-def retry_callback(
-    max_retry: int | None = MAX_RETRY,
-) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+def retry_callback(max_retry: int | None = MAX_RETRY) -> RetryCallback:
     """The callback that queues the retry of an orphaned trial, at most ``max_retry`` times."""
-    import warnings
-
-    import optuna
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _retry_class()(max_retry=max_retry)
+        return RetryCallback(max_retry=max_retry)

@@ -6,7 +6,8 @@ deadlock or serialization failure, or drop a connection. In each case nothing
 was committed, so running the same storage call again is safe. Optuna turns
 these errors into a failed trial (and, when ``tell`` fails, an orphaned RUNNING
 trial behind ``AssertionError("Should not reach.")``); stagetune's storage
-retries each call instead, for up to ``retry_for`` seconds.
+retries each call instead, for up to ``retry_for`` seconds
+(:class:`~stagetune.storage._rdb.RetryingRDBStorage` wraps the calls listed here).
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from optuna.storages import RDBStorage
+from collections.abc import Callable, Container
+from types import SimpleNamespace
+from typing import Any, TypeVar
 
 _logger = logging.getLogger("stagetune.storage")
+T = TypeVar("T")
 
 #: Seconds a storage call keeps retrying a busy or lost database before it gives up.
 RETRY_FOR = 600.0
@@ -64,13 +64,22 @@ _RETRIED = (
     "_get_stale_trial_ids",
 )
 
+#: PostgreSQL's too_many_connections (max_connections, or a role's or database's
+#: CONNECTION LIMIT), and the texts of the same refusal from servers and drivers.
+_POSTGRES_FULL = "53300"
+_FULL = ("too many clients", "too many connections", "remaining connection slots are reserved")
+
 #: A dropped connection may have committed (the answer to COMMIT was lost):
 #: creating a trial again could create two, so that call is not retried then.
 _NOT_RETRIED_AFTER_DISCONNECT = frozenset({"create_new_trial", "create_new_study"})
 
 
 def transient_kind(error: BaseException) -> str | None:
-    """``"busy"``, ``"disconnect"`` or ``None``: whether ``error`` is worth retrying.
+    """``"busy"``, ``"full"``, ``"disconnect"`` or ``None``: whether ``error`` is worth retrying.
+
+    ``"full"``: the server refused a new connection (all ``max_connections`` in
+    use, e.g. by many workers); nothing ran, and a connection frees up when
+    another worker's lock or trial ends.
 
     Looks through the chain of causes, since Optuna wraps SQLAlchemy's errors
     in ``StorageInternalError``.
@@ -89,6 +98,8 @@ def transient_kind(error: BaseException) -> str | None:
             code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
             if code in _POSTGRES_BUSY:
                 return "busy"
+            if code == _POSTGRES_FULL or any(text in message for text in _FULL):
+                return "full"
             if current.connection_invalidated:
                 return "disconnect"
         current = current.__cause__ or current.__context__
@@ -96,10 +107,32 @@ def transient_kind(error: BaseException) -> str | None:
 
 
 _state = threading.local()
+_WHAT = {
+    "busy": "busy (locked)",
+    "full": "out of connections (max_connections)",
+    "disconnect": "unreachable",
+}
+
+
+def call_retrying(
+    name: str, function: Callable[[], T], *, retry_for: float, kinds: Container[str]
+) -> T:
+    """``function()``, run again while it fails with an error of ``kinds`` (see
+    :func:`transient_kind`), for up to ``retry_for`` seconds, e.g. to connect
+    while the server has no free connection."""
+    return _call_with_retry(
+        SimpleNamespace(retry_for=retry_for), name, lambda _: function(), (), {}, kinds=kinds
+    )
 
 
 def _call_with_retry(
-    storage: Any, name: str, method: Callable[..., Any], args: Any, kwargs: Any
+    storage: Any,
+    name: str,
+    method: Callable[..., Any],
+    args: Any,
+    kwargs: Any,
+    *,
+    kinds: Container[str] = ("busy", "full", "disconnect"),
 ) -> Any:
     if getattr(_state, "depth", 0):
         # An outer storage call retries as a whole; inner calls do not retry on their own.
@@ -113,14 +146,14 @@ def _call_with_retry(
         except Exception as error:
             kind = transient_kind(error)
             if (
-                kind is None
+                kind not in kinds
                 or (kind == "disconnect" and name in _NOT_RETRIED_AFTER_DISCONNECT)
                 or time.monotonic() >= deadline
             ):
                 raise
             attempt += 1
             if attempt == 1 or attempt % 10 == 0:
-                what = "busy (locked)" if kind == "busy" else "unreachable"
+                what = _WHAT.get(kind or "", kind)
                 _logger.warning(
                     "stagetune: the database is %s during %s; retrying (attempt %d, up to %.0f s)",
                     what,
@@ -139,22 +172,3 @@ def _retrying(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         return _call_with_retry(self, name, method, args, kwargs)
 
     return wrapper
-
-
-@functools.cache
-def retrying_storage_class() -> type[RDBStorage]:
-    """``RDBStorage`` whose calls retry while the database is busy (built on first use,
-    so that importing ``storage`` does not import Optuna)."""
-    import optuna
-
-    base = optuna.storages.RDBStorage
-    namespace: dict[str, Any] = {
-        "__doc__": "An RDBStorage that retries calls failed by a busy or lost database.",
-        "__module__": __name__,
-        "retry_for": RETRY_FOR,
-    }
-    for name in _RETRIED:
-        method = getattr(base, name, None)
-        if method is not None:
-            namespace[name] = _retrying(name, method)
-    return type("RetryingRDBStorage", (base,), namespace)

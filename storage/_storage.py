@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stagetune.storage._errors import StorageError
+
 if TYPE_CHECKING:
     import sqlalchemy.engine
     from optuna.storages import RDBStorage
@@ -22,10 +24,11 @@ HEARTBEAT_INTERVAL = 10
 GRACE_PERIOD = 30
 #: Seconds a SQLite connection waits for a lock before "database is locked".
 SQLITE_BUSY_TIMEOUT = 60.0
-
-
-class StorageError(RuntimeError):
-    """The storage cannot be opened or used; the message says what to do."""
+#: Seconds one attempt to connect to PostgreSQL may take (libpq's ``connect_timeout``;
+#: a ``?connect_timeout=`` in the URL wins). libpq waits forever by default, so a host
+#: that takes the connection but never answers would hang the command. A lost
+#: connection during a search is still retried for minutes (storage._retry).
+CONNECT_TIMEOUT = 10
 
 
 def redact(url: str) -> str:
@@ -62,7 +65,15 @@ def storage_url(storage: str | None) -> str:
         return DEFAULT_STORAGE
     if "://" not in storage and storage.endswith((".db", ".sqlite", ".sqlite3")):
         return f"sqlite:///{storage}"
-    return os.path.expandvars(storage)
+    url = os.path.expandvars(storage)
+    unset = re.findall(r"\$\{(\w+)\}", url)
+    if unset:
+        raise StorageError(
+            f"The storage URL {storage!r} names the environment variable "
+            f"{', '.join(unset)}, which is not set: export {unset[0]}=... first, or write "
+            f"the value into the URL."
+        )
+    return url
 
 
 def _parse(url: str) -> sqlalchemy.engine.URL:
@@ -86,7 +97,56 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+#: The first bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite_header(path: Path) -> None:
+    """A file that exists must be a SQLite database (an empty file becomes one)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(SQLITE_HEADER))
+    except OSError as error:
+        raise StorageError(
+            f"Cannot read the search database {str(path)!r} ({error.strerror}). "
+            f"Check its permissions or choose another --storage."
+        ) from None
+    if head and head != SQLITE_HEADER:
+        raise StorageError(
+            f"{str(path)!r} is not a SQLite database (it does not start with SQLite's "
+            f"header), so it holds no search; pass --storage with the database the search "
+            f"used, or a new file name to start one."
+        )
+
+
+def _check_not_another_apps(path: Path) -> None:
+    """A SQLite file that holds tables, none of them Optuna's, belongs to something else:
+    a search would add Optuna's tables to it."""
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            tables = sorted(name for (name,) in rows)
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return  # locked or unreadable: opening it reports that
+    if tables and not set(tables) & set(_OPTUNA_TABLES):
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StorageError(
+            f"{str(path)!r} is a SQLite database of something else (tables: {shown}), "
+            f"not of Optuna; keep searches in a database of their own: pass --storage "
+            f"with a new file name."
+        )
+
+
 def _check_sqlite_file(path: Path, *, read_only: bool) -> None:
+    if path.is_file():
+        _check_sqlite_header(path)
+        if not read_only:
+            _check_not_another_apps(path)
     if read_only:
         if not path.is_file():
             raise StorageError(
@@ -155,19 +215,12 @@ def _use_wal(path: Path, busy_timeout: float) -> None:
         connection.close()
 
 
-def _sqlite_pragmas(busy_timeout: float) -> Any:
-    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
-        # WAL (set on the file by _use_wal) lets readers (the dashboard, `stagetune
-        # status`) work while a trial writes; with WAL, synchronous=NORMAL still loses
-        # nothing when a process crashes (only an OS crash or power loss can drop the
-        # last commits).
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-        cursor.close()
-
-    return on_connect
-
+#: A server database's pool: one connection kept open per process (a worker's trial,
+#: its reports and its heartbeat take turns on it); another is opened only while two
+#: threads need the database at once, and closed after. The search lock has a
+#: connection of its own (storage._locking). Idle pooled connections count against
+#: the server's max_connections, which many workers on one database reach first.
+_POOL = {"pool_size": 1}
 
 _OPTUNA_TABLES = ("studies", "trials", "version_info", "alembic_version")
 
@@ -194,7 +247,7 @@ def _check_tables(url: str, engine_kwargs: dict[str, Any]) -> None:
         engine.dispose()
     if not complete:
         raise StorageError(
-            f"The database {redact(url)!r} holds no Optuna studies (no tables): run "
+            f"The database {redact(url)!r} holds no Optuna studies (no Optuna tables): run "
             f"`stagetune run` first, or pass --storage with the URL the search used."
         )
 
@@ -260,7 +313,8 @@ def open_storage(
         ``RDBStorage`` itself.
 
     Raises:
-        StorageError: The URL is invalid, its driver is missing, its directory
+        StorageError: The URL is invalid or an in-memory SQLite database (unless
+            ``read_only``), its driver is missing, its directory
             does not exist or is not writable, the database cannot be reached,
             or its schema is from another Optuna version.
 
@@ -278,8 +332,9 @@ def open_storage(
     import sqlalchemy.exc
 
     from stagetune.storage._locking import LockTimeoutError, url_lock
+    from stagetune.storage._rdb import RetryingRDBStorage
     from stagetune.storage._recovery import retry_callback
-    from stagetune.storage._retry import RETRY_FOR, retrying_storage_class
+    from stagetune.storage._retry import RETRY_FOR, call_retrying
 
     url = storage_url(storage)
     parsed = _parse(url)
@@ -288,31 +343,46 @@ def open_storage(
     busy = _sqlite_busy_timeout(parsed, busy_timeout) if sqlite else 0.0
     if path is not None:
         _check_sqlite_file(path, read_only=read_only)
+    elif sqlite and not read_only:
+        # Each connection gets its own empty database, and the pool is replaced below.
+        raise StorageError(
+            f"An in-memory SQLite database ({redact(url)!r}) cannot hold a search: it "
+            f"vanishes with its connection, so nothing could resume, share or browse it; "
+            f"pass --storage with a file, e.g. 'sqlite:///stagetune.db'."
+        )
     engine_kwargs: dict[str, Any] = {}
     if sqlite:
         engine_kwargs["connect_args"] = {"timeout": busy}
     else:
         engine_kwargs["pool_pre_ping"] = True
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
     heartbeat = heartbeat_interval if not read_only else None
     try:
         if read_only:
             _check_tables(url, engine_kwargs)
-        in_memory = sqlite and path is None
-        schema_lock = (
-            contextlib.nullcontext() if read_only or in_memory else url_lock(url, "schema")
-        )
+        schema_lock = contextlib.nullcontext() if read_only else url_lock(url, "schema")
         with schema_lock, warnings.catch_warnings():
             if path is not None and not read_only:
                 _use_wal(path, busy)
             # Optuna marks the heartbeat experimental; stagetune relies on it on purpose.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            rdb = retrying_storage_class()(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat,
-                grace_period=grace_period if heartbeat else None,
-                heartbeat_stale_trial_callback=retry_callback() if heartbeat else None,
-                skip_table_creation=read_only,
+            # A server whose max_connections are all in use (many workers) refuses
+            # the connection: wait for one to free up, as every later call does.
+            rdb = call_retrying(
+                "open",
+                lambda: RetryingRDBStorage(
+                    url,
+                    retry_for=RETRY_FOR if retry_for is None else retry_for,
+                    sqlite_busy_timeout=busy if sqlite else None,
+                    engine_kwargs=engine_kwargs if sqlite else {**engine_kwargs, **_POOL},
+                    heartbeat_interval=heartbeat,
+                    grace_period=grace_period if heartbeat else None,
+                    heartbeat_stale_trial_callback=retry_callback() if heartbeat else None,
+                    skip_table_creation=read_only,
+                ),
+                retry_for=RETRY_FOR if retry_for is None else float(retry_for),
+                kinds=("full",),
             )
     except StorageError:
         raise
@@ -333,10 +403,6 @@ def open_storage(
     except RuntimeError as error:
         # Optuna's schema check: "... Please execute `$ optuna storage upgrade ...`".
         raise StorageError(_schema_message(error, url, storage)) from None
-    rdb.retry_for = RETRY_FOR if retry_for is None else float(retry_for)  # type: ignore[attr-defined]
-    if sqlite:
-        sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_pragmas(busy))
-        rdb.engine.dispose()
     if read_only:
         return rdb
     from stagetune.storage._buffered import FLUSH_INTERVAL, BufferedStorage
@@ -355,4 +421,12 @@ def _connection_message(error: BaseException, url: str) -> str:
     orig = getattr(cause, "orig", None)
     text = str(orig if orig is not None else cause).strip()
     reason = text.splitlines()[0] if text else "connection failed"
-    return f"Cannot open storage {redact(url)!r}: {reason.replace(url, redact(url))}"
+    reason = reason.replace(url, redact(url)).rstrip(".")
+    sqlite = _parse(url).get_backend_name() == "sqlite"
+    fix = (
+        "check the file and --storage"
+        if sqlite
+        else "check that the database server runs and is reachable, and the URL's host, "
+        "port, database, user and password, or pass another --storage"
+    )
+    return f"Cannot open storage {redact(url)!r}: {reason}; {fix}."

@@ -16,7 +16,10 @@ from stagetune.objectives._optim import (
     build_scheduler,
     param_groups,
     steps_per_epoch_only,
+    warmup_steps,
 )
+from stagetune.spaces import PLATEAU_PATIENCE, SCHEDULER_ETA_MIN
+from stagetune.spaces import _guide as guide
 
 
 def trajectory(config: TrainConfig, steps: int) -> list[float]:
@@ -116,7 +119,29 @@ def test_adafactor_builds_with_decay_groups_and_takes_a_step() -> None:
     assert build_scheduler(optimizer, config, 10) is not None
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd", "adafactor"])
+def test_rmsprop_builds_with_decay_groups_and_takes_a_step() -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
+    optimizer = build_optimizer(model, TrainConfig(optimizer="rmsprop", lr=1e-3))
+    assert type(optimizer) is torch.optim.RMSprop
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [1e-4, 0.0]
+    assert (optimizer.defaults["alpha"], optimizer.defaults["momentum"]) == (0.99, 0)
+    before = model[0].weight.detach().clone()
+    model(torch.randn(16, 4)).pow(2).mean().backward()
+    optimizer.step()
+    assert not torch.equal(before, model[0].weight)
+
+
+def test_onecycle_cycles_momentum_only_where_the_optimizer_has_it() -> None:
+    for optimizer, cycles in (("rmsprop", False), ("sgd", True), ("adamw", True)):
+        built = build_optimizer(nn.Linear(2, 1), TrainConfig(optimizer=optimizer))
+        build_scheduler(built, TrainConfig(optimizer=optimizer, scheduler="onecycle"), 10)
+        group = built.param_groups[0]
+        if optimizer == "rmsprop":
+            assert group["momentum"] == 0  # not switched on
+        assert ("max_momentum" in group) == cycles
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd", "adafactor", "rmsprop"])
 def test_every_optimizer_keeps_biases_and_norm_weights_out_of_weight_decay(optimizer: str) -> None:
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
     built = build_optimizer(model, TrainConfig(optimizer=optimizer, weight_decay=0.05))
@@ -159,3 +184,20 @@ def test_a_batch_larger_than_max_micro_batch_accumulates() -> None:
         == 8
     )
     assert math.isclose(TrainConfig().milestones[0], 1 / 3)
+
+
+def test_schedule_defaults_are_read_from_the_guides_scheduler_table() -> None:
+    """'eta_min=1e-6' and 'patience=5-10' of "Scheduler Choice", not copies of them."""
+    assert (SCHEDULER_ETA_MIN, PLATEAU_PATIENCE) == (1e-6, (5, 10))
+    config = TrainConfig()
+    assert config.eta_min == SCHEDULER_ETA_MIN
+    assert config.plateau_patience == PLATEAU_PATIENCE[0]  # the lower end: short trials
+
+
+def test_the_warmup_cap_is_what_the_docs_say() -> None:
+    """Warmup steps are cut to MAX_WARMUP_SHARE of the run; the decision says so."""
+    share = f"{MAX_WARMUP_SHARE:.0%}"
+    assert share == "10%"
+    assert share in guide.WARMUP_DECISION and "half" not in guide.WARMUP_DECISION
+    config = TrainConfig(scheduler="cosine_warmup", warmup_steps=2_000)
+    assert warmup_steps(config, 1_000) == 100

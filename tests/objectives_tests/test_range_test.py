@@ -67,6 +67,8 @@ def test_on_digits_the_sweep_runs_on_the_training_data_and_stops() -> None:
     assert result.stop_reason in ("diverged", "plateau", "end")
     assert min(result.losses) < result.losses[0] * 0.9  # the loss fell before it stopped
     assert all(math.isfinite(v) for v in result.losses)
+    # the sweep smooths with the rule tested above, step by step
+    assert result.losses == pytest.approx(smooth(result.raw_losses, RangeTestSpec().smooth_f))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -10,7 +10,6 @@ from stagetune.objectives import (
     Splits,
     Task,
     TrainConfig,
-    configure_threads,
     get_task,
     load_splits,
     train,
@@ -206,16 +205,3 @@ def test_dataset_splits_train_through_a_dataloader() -> None:
 
 
 # --- threads ------------------------------------------------------------------------------
-
-
-def test_configure_threads_gives_each_of_several_workers_one_thread() -> None:
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        assert configure_threads(1) == 2
-        assert configure_threads(3) == 1
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
-    with pytest.raises(ValueError, match="n_workers must be a positive integer, but got 0"):
-        configure_threads(0)

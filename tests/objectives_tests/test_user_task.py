@@ -74,8 +74,11 @@ def test_bad_references_say_what_is_wrong(module_dir: Path, reference: str, mess
 
 def test_a_missing_import_inside_the_module_is_not_hidden(module_dir: Path) -> None:
     (module_dir / "broken_tasks.py").write_text("import not_installed_anywhere\n")
-    with pytest.raises(ModuleNotFoundError, match="not_installed_anywhere"):
+    # Named as what it is (not "cannot import broken_tasks"), with the file and line.
+    with pytest.raises(TaskError, match="No module named 'not_installed_anywhere'") as error:
         get_task("broken_tasks:task")
+    assert "broken_tasks.py, line 1)" in str(error.value)
+    assert isinstance(error.value.__cause__, ModuleNotFoundError)
 
 
 def test_a_loaded_task_pickles_as_its_reference_for_worker_processes(module_dir: Path) -> None:

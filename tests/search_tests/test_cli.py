@@ -57,9 +57,15 @@ def test_status_of_missing_search(sqlite_url: str, capsys: pytest.CaptureFixture
     assert "No search named 'nope'" in capsys.readouterr().err
 
 
-def test_help_does_not_import_torch() -> None:
-    code = "import sys; from search._cli import _parser; _parser(); print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+def test_help_does_not_import_torch(tmp_path: Path) -> None:
+    code = (
+        "import sys; from stagetune.search._cli import _parser; _parser(); "
+        "print('torch' in sys.modules)"
+    )
+    # from an empty folder, so that only the installed package can be imported
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
     assert out.stdout.strip() == "False"
 
 

@@ -142,7 +142,7 @@ def test_dashboard_opens_the_storage_read_only(tmp_path: Path) -> None:
     process, _ = start_dashboard("--storage", str(path), "--port", "0")
     err = stop(process)
     assert process.returncode == 2
-    assert "holds no Optuna studies (no tables)" in err
+    assert "holds no Optuna studies (no Optuna tables)" in err
     engine = sqlalchemy.create_engine(f"sqlite:///{path}")
     assert sqlalchemy.inspect(engine).get_table_names() == []
     engine.dispose()

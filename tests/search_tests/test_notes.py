@@ -9,16 +9,10 @@ from optuna.trial import TrialState, create_trial
 from optuna_dashboard import get_note
 
 from stagetune.search import StagedSearch
-from stagetune.search._notes import (
-    RANGE_TEST_ATTR,
-    diagnosis_label,
-    find_range_test,
-    read_facts,
-    search_note,
-    stage_note,
-)
+from stagetune.search._notes import search_note, stage_note
+from stagetune.search._read import diagnosis_label, find_range_test, summarize_study
 from stagetune.spaces import Plan, Stage, core_plan
-from stagetune.storage import StageLineage, write_lineage
+from stagetune.storage import StageLineage, StudyAttr, write_lineage
 from tests.search_tests.conftest import SmallSearch
 
 
@@ -124,7 +118,7 @@ def _stage_study(trials: list[dict[str, Any]]) -> optuna.Study:
     return study
 
 
-def test_facts_count_states_pruning_epochs_and_diagnoses() -> None:
+def test_summary_counts_states_pruning_epochs_and_diagnoses() -> None:
     study = _stage_study(
         [
             {"lr": 1e-3, "value": 0.8, "attrs": {"lr_diagnosis": "healthy"}},
@@ -137,8 +131,8 @@ def test_facts_count_states_pruning_epochs_and_diagnoses() -> None:
             {"lr": 2e-3, "state": TrialState.FAIL},
         ]
     )
-    facts = read_facts(study)
-    assert facts.counts == {"COMPLETE": 2, "PRUNED": 1, "FAIL": 1}
+    facts = summarize_study(study)
+    assert (facts.complete, facts.pruned, facts.failed, facts.running) == (2, 1, 1, 0)
     assert (facts.best_number, facts.best_value, dict(facts.best_params)) == (1, 0.9, {"lr": 5e-3})
     assert list(facts.pruned_at) == [3]
     assert facts.diagnoses == {"healthy": 2, "explodes immediately": 1}
@@ -184,7 +178,7 @@ def test_diagnosis_label(value: Any, label: str | None) -> None:
 
 def test_a_study_without_lineage_is_refused() -> None:
     with pytest.raises(ValueError, match="has no stagetune lineage"):
-        read_facts(optuna.create_study())
+        summarize_study(optuna.create_study())
 
 
 def test_the_range_test_and_its_suggestion_are_in_the_note() -> None:
@@ -198,8 +192,8 @@ def test_the_range_test_and_its_suggestion_are_in_the_note() -> None:
         "divisor": 10,
         "suggestion": 1e-5,
     }
-    study.set_user_attr(RANGE_TEST_ATTR, curve)
-    facts = read_facts(study)
+    study.set_user_attr(StudyAttr.RANGE_TEST, curve)
+    facts = summarize_study(study)
     assert facts.range_test == curve
     stage = Stage("lr", (lr_param(),), n_trials=1)
     note = stage_note(stage, facts, None, metric="m", defaults={})

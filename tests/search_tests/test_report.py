@@ -11,14 +11,19 @@ import pytest
 
 from stagetune.search import SearchError
 from stagetune.search._cli import main
-from stagetune.search._notes import RANGE_TEST_ATTR
 from stagetune.search._report import (
     ReportFiles,
     best_per_stage,
     range_test_curve,
     write_report,
 )
-from stagetune.storage import StageLineage, open_storage, read_lineage, write_lineage
+from stagetune.storage import (
+    StageLineage,
+    StudyAttr,
+    open_storage,
+    read_lineage,
+    write_lineage,
+)
 from tests.search_tests.conftest import SmallSearch, keep_screenshot
 
 if TYPE_CHECKING:
@@ -154,7 +159,7 @@ def test_range_test_curve_is_plotted_with_its_suggestion(tmp_path: Path) -> None
     lrs = [10 ** (-7 + i * 0.1) for i in range(60)]
     losses = [2.3 - 0.02 * i if i < 50 else 2.3 + (i - 50) ** 2 for i in range(60)]
     losses[-1] = math.inf  # diverged: not drawn
-    study.set_user_attr(RANGE_TEST_ATTR, {"lrs": lrs, "losses": losses, "suggestion": 3e-3})
+    study.set_user_attr(StudyAttr.RANGE_TEST, {"lrs": lrs, "losses": losses, "suggestion": 3e-3})
 
     files = write_report(open_storage(url, read_only=True), "rt", out_dir=tmp_path)
     assert [p.name for p in files.images] == ["lr_range_test-lr-range-test.png"]

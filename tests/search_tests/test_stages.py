@@ -14,11 +14,6 @@ from stagetune.objectives import ConfigError
 from stagetune.search import StagedSearch
 from stagetune.search._cli import main
 from stagetune.search._stages import (
-    FINAL_ATTR,
-    FIT_ATTR,
-    LR_DIAGNOSES_ATTR,
-    LR_WINDOW_ATTR,
-    RANGE_TEST_ATTR,
     StageContext,
     validate_plan,
 )
@@ -32,7 +27,7 @@ from stagetune.spaces import (
     plan_to_toml,
 )
 from stagetune.spaces._guide import LEARNING_RATE
-from stagetune.storage import open_storage
+from stagetune.storage import StudyAttr, open_storage
 
 FIVE = ("lr_range_test", "lr", "weight_decay", "regularization", "final")
 
@@ -81,7 +76,7 @@ def test_the_range_tests_curve_and_suggestion_are_in_the_database(
 ) -> None:
     url, _ = five_step_run
     study = studies(url, "f")["lr_range_test"]
-    curve = study.user_attrs[RANGE_TEST_ATTR]
+    curve = study.user_attrs[StudyAttr.RANGE_TEST]
     assert len(curve["lrs"]) == len(curve["losses"]) > 50
     assert curve["lrs"][0] == 1e-7
     assert curve["stop_reason"] in ("diverged", "plateau", "end")
@@ -97,8 +92,8 @@ def test_the_lr_stage_searches_the_window_and_starts_at_the_suggestion(
 ) -> None:
     url, _ = five_step_run
     found = studies(url, "f")
-    window = found["lr"].user_attrs[LR_WINDOW_ATTR]
-    suggestion = found["lr_range_test"].user_attrs[RANGE_TEST_ATTR]["suggestion"]
+    window = found["lr"].user_attrs[StudyAttr.LR_WINDOW]
+    suggestion = found["lr_range_test"].user_attrs[StudyAttr.RANGE_TEST]["suggestion"]
     assert window["low"] == pytest.approx(max(1e-4, suggestion / 10), rel=1e-3)
     assert window["high"] == pytest.approx(min(3e-2, suggestion * 10), rel=1e-3)
     lr_trials = found["lr"].trials
@@ -112,7 +107,7 @@ def test_regularization_records_its_diagnosis_and_searches_that_way(
 ) -> None:
     url, _ = five_step_run
     found = studies(url, "f")
-    fit = found["regularization"].user_attrs[FIT_ATTR]
+    fit = found["regularization"].user_attrs[StudyAttr.FIT_DIAGNOSIS]
     wd_best = found["weight_decay"].best_trial
     assert fit["from_trial"] == wd_best.number
     assert fit["label"] == wd_best.user_attrs["fit_diagnosis"]
@@ -133,7 +128,7 @@ def test_every_trial_has_its_lr_diagnosis_and_each_stage_a_summary(
             continue
         finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
         assert all("lr_diagnosis" in t.user_attrs for t in finished)
-        summary = study.user_attrs[LR_DIAGNOSES_ATTR]
+        summary = study.user_attrs[StudyAttr.LR_DIAGNOSES]
         assert sum(summary.values()) == len(finished)
 
 
@@ -147,7 +142,7 @@ def test_the_final_run_uses_every_tuned_value_and_scores_the_test_split(
     assert trial.params["lr"] == found["lr"].best_params["lr"]
     assert trial.params["weight_decay"] == found["weight_decay"].best_params["weight_decay"]
     assert trial.params["dropout"] == found["regularization"].best_params["dropout"]
-    summary = final.user_attrs[FINAL_ATTR]
+    summary = final.user_attrs[StudyAttr.FINAL]
     assert 0.5 < summary["test_metric"] <= 1.0
     assert summary["epochs_run"] == 4 and summary["val_metric"] == trial.value
 
@@ -190,7 +185,10 @@ def test_step_4_cuts_the_range_at_the_current_value(
     resolved = context.resolve(stage, {}, {"dropout": 0.2})
     dropout = resolved.param("dropout")
     assert (dropout.low, dropout.high) == expected  # type: ignore[union-attr]
-    assert context.attrs["regularization"][FIT_ATTR]["ranges"]["dropout"]["low"] == expected[0]
+    assert (
+        context.attrs["regularization"][StudyAttr.FIT_DIAGNOSIS]["ranges"]["dropout"]["low"]
+        == expected[0]
+    )
 
 
 def test_step_4_with_nothing_left_on_that_side_keeps_the_full_range() -> None:
@@ -198,7 +196,7 @@ def test_step_4_with_nothing_left_on_that_side_keeps_the_full_range() -> None:
     context = StageContext(last_best=frozen([2.0, 1.5, 1.2, 1.0], [1.9, 1.4, 1.1, 0.95]))
     resolved = context.resolve(stage, {}, {"dropout": 0.0})
     assert resolved.param("dropout") == stage.param("dropout")
-    assert context.attrs["regularization"][FIT_ATTR]["applied"] is False
+    assert context.attrs["regularization"][StudyAttr.FIT_DIAGNOSIS]["applied"] is False
 
 
 def test_bad_values_fail_before_any_training(tmp_path: Path) -> None:
@@ -310,7 +308,7 @@ def test_notes_and_metric_names_tell_the_range_test_apart(five_step_run: tuple[s
     assert all(
         s.metric_names == ["val_accuracy"] for n, s in found.items() if n != "lr_range_test"
     )
-    suggestion = found["lr_range_test"].user_attrs[RANGE_TEST_ATTR]["suggestion"]
+    suggestion = found["lr_range_test"].user_attrs[StudyAttr.RANGE_TEST]["suggestion"]
     search_note, range_note = get_note(found["lr_range_test"]).split("\n\n---\n\n")
     assert (
         "**LR range test:**" in range_note

@@ -192,6 +192,19 @@ def test_optimizer_table() -> None:
     assert (guide.SGD_MOMENTUM, guide.SGD_NESTEROV) == (0.9, True)
     adafactor = guide.ADAFACTOR_LEARNING_RATE
     assert (adafactor.search_low, adafactor.default, adafactor.search_high) == (1e-3, 1e-2, 1e-1)
+    # Both optimizers the guide names for reinforcement learning train.
+    assert guide.OPTIMIZER_BY_MODEL["rl"].available == ("adam", "rmsprop")
+
+
+def test_rmsprop_takes_adams_lr_row() -> None:
+    rmsprop, adam = guide.RMSPROP_LEARNING_RATE, guide.LEARNING_RATE["adam"]
+    assert (rmsprop.search_low, rmsprop.search_high, rmsprop.default) == (1e-4, 1e-3, 1e-3)
+    assert (rmsprop.typical_low, rmsprop.typical_high) == (adam.typical_low, adam.typical_high)
+    assert rmsprop.default == adam.default
+    assert "Reinforcement learning" in rmsprop.source
+    from stagetune.objectives import TrainConfig
+
+    TrainConfig(optimizer="rmsprop", lr=rmsprop.default)  # the loop accepts it
 
 
 def test_lr_symptoms_table() -> None:

@@ -10,6 +10,7 @@ from stagetune.spaces import _guide as guide
 FAMILIES = (
     "mlp",
     "cnn-scratch",
+    "rnn",
     "transformer-scratch",
     "transformer-finetune",
     "transformer-pretrain",
@@ -67,6 +68,38 @@ def test_cnn_profile_is_sgd_nesterov_cosine_without_clip_or_warmup() -> None:
     assert (lr.low, lr.high) == (1e-3, 0.1)  # type: ignore[union-attr]
     dropout = profile.templates["regularization"].param("dropout")
     assert (dropout.low, dropout.high) == (0.0, 0.2)  # type: ignore[union-attr]
+
+
+def test_rnn_profile_clips_with_the_rnn_row_and_keeps_step_one() -> None:
+    profile = get_profile("rnn")
+    d = profile.defaults
+    step1 = guide.STEP_ONE["adamw"]
+    clip = guide.GRAD_CLIP["rnn"]
+    assert (clip.model_type, clip.low, clip.high) == ("RNNs / LSTMs", 1.0, 5.0)
+    # Step 1's optimizer (Optimizer Choice has no recurrent row) with its LR row.
+    assert (d["optimizer"], d["lr"], d["weight_decay"]) == ("adamw", 1e-3, step1.weight_decay)
+    lr = profile.templates["lr"].param("lr")
+    row = guide.LEARNING_RATE["adamw_scratch"]
+    assert (lr.low, lr.high) == (row.search_low, row.search_high)  # type: ignore[union-attr]
+    # Clipping on, fixed at the row's lower end; no warmup (transformers only).
+    assert d["grad_clip"] == clip.low == 1.0
+    assert (d["scheduler"], d["warmup_fraction"]) == ("cosine", 0.0)
+    assert all("grad_clip" not in s.param_names for s in profile.plan().stages)
+    # A plan that adds the grad_clip stage searches the row's two ends, never "off".
+    searched = profile.templates["grad_clip"].param("grad_clip")
+    assert searched.choices == (clip.low, clip.high)  # type: ignore[union-attr]
+    assert profile.templates["grad_clip"].n_trials == 2
+    dropout = profile.templates["regularization"].param("dropout")
+    assert (dropout.low, dropout.high) == (0.0, guide.DROPOUT_SEARCH_HIGH["fc"])  # type: ignore[union-attr]
+    assert d["dropout"] == guide.DROPOUT["fc"].low
+
+
+def test_every_profile_says_which_model_family_it_suits() -> None:
+    for name, profile in PROFILES.items():
+        assert profile.suits, name
+    assert "RNN" in get_profile("rnn").suits and "LSTM" in get_profile("rnn").suits
+    assert "CNN" in get_profile("cnn-scratch").suits
+    assert "tabular" in get_profile("mlp").suits
 
 
 def test_transformer_profiles() -> None:

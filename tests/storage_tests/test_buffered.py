@@ -105,7 +105,11 @@ def test_a_trial_finished_elsewhere_is_seen_at_once(storage_supplier: StorageSup
     assert [t.number for t in first.get_trials(states=(TrialState.FAIL,))] == [failed.number]
 
 
-def test_held_reports_of_a_trial_failed_elsewhere_raise_at_the_flush(sqlite_url: str) -> None:
+def test_held_reports_of_a_trial_failed_elsewhere_raise_once_and_are_dropped(
+    sqlite_url: str,
+) -> None:
+    """A worker whose trial was failed as orphaned (it hung) cannot write it any more:
+    the first flush says so, and what it held is dropped, never written later."""
     storage = open_storage(sqlite_url, flush_interval=3600, heartbeat_interval=None)
     study = optuna.create_study(storage=storage, study_name="s")
     trial = study.ask()
@@ -116,7 +120,10 @@ def test_held_reports_of_a_trial_failed_elsewhere_raise_at_the_flush(sqlite_url:
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         storage.flush()
     assert isinstance(storage, BufferedStorage)
-    assert storage.get_trial(trial._trial_id).intermediate_values == {1: 1.0, 2: 2.0}  # kept
+    assert storage.get_trial(trial._trial_id).intermediate_values == {1: 1.0}  # as stored
+    storage.flush()  # nothing held any more: no error at the next flush (or at exit)
+    failed = _fresh_view(sqlite_url, "s").trials[0]
+    assert (failed.state, failed.intermediate_values) == (TrialState.FAIL, {1: 1.0})
 
 
 def test_held_values_must_be_json(sqlite_url: str) -> None:
@@ -201,3 +208,27 @@ def test_reading_finished_trials_costs_no_query_while_nothing_was_committed(
     assert len(study.get_trials(deepcopy=False, states=complete)) == 4
     assert statements != []
     study.tell(running, 0.5)
+
+
+def test_writes_to_a_missing_or_finished_trial_fail_at_the_call(sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url, flush_interval=3600, heartbeat_interval=None)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    trial.report(1.0, 1)
+    study.tell(trial, 1.0)
+    finished, missing = trial._trial_id, trial._trial_id + 1
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_intermediate_value(finished, 2, 0.5)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_user_attr(finished, "k", 1)
+    with pytest.raises(KeyError):
+        storage.set_trial_intermediate_value(missing, 1, 0.5)
+    with pytest.raises(KeyError):
+        storage.set_trial_user_attr(missing, "k", 1)
+    # A trial that another storage (another worker) runs is written at once, not held.
+    other = optuna.load_study(
+        study_name="s", storage=open_storage(sqlite_url, heartbeat_interval=None)
+    )
+    running = other.ask()
+    storage.set_trial_user_attr(running._trial_id, "k", 2)
+    assert _fresh_view(sqlite_url, "s").trials[1].user_attrs == {"k": 2}

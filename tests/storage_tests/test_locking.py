@@ -72,7 +72,7 @@ def test_a_killed_holder_releases_the_lock(storage_supplier: StorageSupplier) ->
 
 def test_four_processes_create_the_schema_at_once(storage_supplier: StorageSupplier) -> None:
     url = storage_supplier.url()
-    code = "import sys; from storage import open_storage; open_storage(sys.argv[1])"
+    code = "import sys; from stagetune.storage import open_storage; open_storage(sys.argv[1])"
     processes = [
         subprocess.Popen([sys.executable, "-c", code, url], stderr=subprocess.PIPE, text=True)
         for _ in range(4)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -85,3 +86,53 @@ def test_only_busy_and_lost_connections_are_transient() -> None:
     )
     assert transient_kind(full) is None
     assert transient_kind(ValueError("database is locked")) is None
+
+
+@pytest.mark.postgres
+def test_a_server_out_of_connections_is_waited_for_not_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Many workers can fill max_connections: opening the storage, taking the search
+    lock and every storage call wait for a free connection (here: a role limited to the
+    three connections that opening a fresh storage needs at once, the schema lock's
+    and two of Optuna's, which outside sessions hold for 2 s)."""
+    from tests.conftest import StorageSupplier
+
+    url = StorageSupplier("postgres", tmp_path).url()
+    role = f"stagetune_limited_{os.getpid()}"
+    admin = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(
+            sqlalchemy.text(f"CREATE ROLE {role} LOGIN PASSWORD 'pw' CONNECTION LIMIT 3")
+        )
+        database = sqlalchemy.make_url(url).database
+        connection.execute(sqlalchemy.text(f'ALTER DATABASE "{database}" OWNER TO {role}'))
+    limited = sqlalchemy.make_url(url).set(username=role, password="pw")
+    limited_url = limited.render_as_string(hide_password=False)
+    outside = sqlalchemy.create_engine(limited_url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        holding = [outside.connect() for _ in range(3)]
+        with pytest.raises(sqlalchemy.exc.OperationalError) as refused:
+            outside.connect()
+        assert transient_kind(refused.value) == "full"
+        threading.Timer(2.0, lambda: [c.close() for c in holding]).start()
+        started = time.monotonic()
+        storage = open_storage(limited_url)
+        assert time.monotonic() - started > 1.0  # it waited for the slot
+        assert "out of connections (max_connections)" in caplog.text
+        study = optuna.create_study(storage=storage, study_name="s")
+        assert study.study_name == "s"
+        storage.backend.engine.dispose()
+    finally:
+        outside.dispose()
+        with admin.connect() as connection:
+            connection.execute(
+                sqlalchemy.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r"
+                ),
+                {"r": role},
+            )
+            connection.execute(sqlalchemy.text(f'ALTER DATABASE "{database}" OWNER TO postgres'))
+            connection.execute(sqlalchemy.text(f"DROP OWNED BY {role} CASCADE"))
+            connection.execute(sqlalchemy.text(f"DROP ROLE IF EXISTS {role}"))
+        admin.dispose()

@@ -89,7 +89,7 @@ def test_read_only_open_of_a_database_without_tables_creates_none(
     engine = sqlalchemy.create_engine(url)
     with engine.connect() as connection:  # the file (or database) exists, empty
         connection.execute(sqlalchemy.text("SELECT 1"))
-    with pytest.raises(StorageError, match=r"holds no Optuna studies \(no tables\): run"):
+    with pytest.raises(StorageError, match=r"holds no Optuna studies \(no Optuna tables\): run"):
         open_storage(url, read_only=True)
     assert sqlalchemy.inspect(engine).get_table_names() == []
     engine.dispose()
@@ -156,3 +156,26 @@ def test_a_directory_nobody_can_write_is_a_clear_error() -> None:
     with pytest.raises(StorageError, match="the directory '/proc' is not writable"):
         open_storage("sqlite:////proc/stagetune-test.db")
     assert not Path("/proc/stagetune-test.db").exists()
+
+
+def test_a_pickled_storage_works_and_keeps_its_settings(sqlite_url: str) -> None:
+    import pickle
+
+    from stagetune.storage import BufferedStorage
+
+    storage = open_storage(sqlite_url, busy_timeout=2.5, retry_for=7)
+    study = optuna.create_study(storage=storage, study_name="s")
+    for original in (storage, open_storage(sqlite_url, read_only=True)):
+        restored = pickle.loads(pickle.dumps(original))
+        assert type(restored) is type(original)
+        backend = restored.backend if isinstance(restored, BufferedStorage) else restored
+        assert backend.retry_for == (7.0 if original is storage else 600.0)
+        with restored.engine.connect() as connection:  # a new engine, set up the same way
+            timeout = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+            synchronous = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+        assert (timeout, synchronous) == (2500 if original is storage else 60000, 1)  # NORMAL
+    restored = pickle.loads(pickle.dumps(storage))
+    optuna.load_study(study_name="s", storage=restored).optimize(
+        lambda t: t.suggest_float("x", 0, 1), n_trials=2
+    )
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
