@@ -16,6 +16,13 @@ from stagetune.objectives._diagnosis import (
     summarize_lr_diagnoses,
 )
 from stagetune.objectives._final import FinalObjective
+from stagetune.objectives._function import (
+    LoopTools,
+    RangeTestLoop,
+    Schedule,
+    TrainFunction,
+    TrialContext,
+)
 from stagetune.objectives._objective import StageObjective
 from stagetune.objectives._range_test import RangeTestObjective, RangeTestResult, run_range_test
 from stagetune.objectives._tasks import Splits, Task, TaskError, load_splits
@@ -32,15 +39,20 @@ __all__ = [
     "DeviceError",
     "FinalObjective",
     "FitDiagnosis",
+    "LoopTools",
     "LrDiagnosis",
     "NonFiniteLossError",
+    "RangeTestLoop",
     "RangeTestObjective",
     "RangeTestResult",
+    "Schedule",
     "Splits",
     "StageObjective",
     "Task",
     "TaskError",
     "TrainConfig",
+    "TrainFunction",
+    "TrialContext",
     "available_devices",
     "cuda_device_count",
     "default_device",
