@@ -10,13 +10,14 @@ The modules of this package form layers; a module imports only modules below it
 4. ``_read`` (the read side: a search's stage studies, one summary per stage)
 5. ``_notes``, ``_resume``, ``_report``, ``_export``, ``_dashboard`` (what is built on it)
 6. ``_search`` (``StagedSearch``: the stages in order)
-7. ``_workers`` (N processes of one search)
+7. ``_workers`` (N processes of one search), ``_asktell`` (trials run outside the process)
 8. this face, and ``_cli`` (the ``stagetune`` command), imported by nothing but
    ``__main__``
 
 docs/architecture.md says what each layer holds.
 """
 
+from stagetune.search._asktell import AskedTrial, AskTell, NoTrialYet
 from stagetune.search._errors import SearchError
 from stagetune.search._read import SearchResult, StageSummary, search_status
 from stagetune.search._search import StagedSearch, task_plan
@@ -24,7 +25,10 @@ from stagetune.search._signals import Interrupted
 from stagetune.search._workers import WorkerExit, run_workers
 
 __all__ = [
+    "AskTell",
+    "AskedTrial",
     "Interrupted",
+    "NoTrialYet",
     "SearchError",
     "SearchResult",
     "StageSummary",

@@ -18,6 +18,7 @@ from stagetune.objectives import (
     FinalObjective,
     RangeTestObjective,
     StageObjective,
+    Task,
     TrainConfig,
     diagnose_fit,
     summarize_lr_diagnoses,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     import optuna
     import torch
 
-    from stagetune.objectives import Task
+    from stagetune.objectives import TrainFunction
 
 Carried = Mapping[str, tuple[Param, Any]]
 
@@ -85,7 +86,7 @@ def lr_reference_batch(plan: Plan) -> int | None:
     return None
 
 
-def direction_for(stage: Stage, task: Task) -> Literal["minimize", "maximize"]:
+def direction_for(stage: Stage, task: Task | TrainFunction) -> Literal["minimize", "maximize"]:
     """The study direction: the range test minimizes its loss; the rest follow the task."""
     return "minimize" if stage.kind == "lr_range_test" else task.direction
 
@@ -220,7 +221,7 @@ class StageContext:
 def build_objective(
     stage: Stage,
     *,
-    task: Task,
+    task: Task | TrainFunction,
     carried: Carried,
     fixed: Mapping[str, Any],
     plan: Plan,
@@ -230,6 +231,16 @@ def build_objective(
 ) -> Any:
     """The objective of one stage, by its kind."""
     carried_params = tuple(p for n, (p, _) in carried.items() if n in fixed)
+    if not isinstance(task, Task):
+        return _function_objective(
+            stage,
+            function=task,
+            carried=carried_params,
+            plan=plan,
+            epochs=epochs,
+            device=device,
+            seed=seed,
+        )
     if stage.kind == "lr_range_test":
         assert stage.range_test is not None
         lr = stage.param("lr")
@@ -259,6 +270,45 @@ def build_objective(
             early_stopping_patience=stage.early_stopping_patience,
         )
     return StageObjective(**common)
+
+
+def _function_objective(
+    stage: Stage,
+    *,
+    function: TrainFunction,
+    carried: tuple[Param, ...],
+    plan: Plan,
+    epochs: int,
+    device: torch.device | None,
+    seed: int,
+) -> Any:
+    """The objective of one stage whose trials call the user's train function."""
+    from stagetune.objectives._function import FunctionObjective, range_test_objective
+
+    if stage.kind == "lr_range_test":
+        assert stage.range_test is not None
+        return range_test_objective(
+            function,
+            clip=stage.param("lr"),
+            spec=stage.range_test,
+            carried=carried,
+            defaults=plan.defaults,
+            device=device,
+            seed=seed,
+        )
+    final = stage.kind == "final"
+    return FunctionObjective(
+        function,
+        searched=stage.params,
+        carried=carried,
+        defaults=plan.defaults,
+        epochs=(stage.epochs or epochs) if final else epochs,
+        device=device,
+        seed=seed,
+        lr_reference_batch=lr_reference_batch(plan),
+        early_stopping_patience=stage.early_stopping_patience if final else None,
+        final=final,
+    )
 
 
 def stage_ended(stage: Stage, study: optuna.Study) -> None:

@@ -26,6 +26,7 @@ from stagetune.storage._recovery import (
     find_orphans,
     recover_dead_trials,
     retry_callback,
+    worker_identity,
 )
 from stagetune.storage._retry import transient_kind
 from stagetune.storage._storage import (
@@ -70,6 +71,7 @@ __all__ = [
     "study_name",
     "transient_kind",
     "write_attrs",
+    "worker_identity",
     "write_lineage",
     "write_settings",
 ]
