@@ -17,8 +17,11 @@ from stagetune.objectives._diagnosis import (
 )
 from stagetune.objectives._final import FinalObjective
 from stagetune.objectives._function import (
+    FunctionObjective,
+    FunctionRangeTestObjective,
     LoopTools,
     RangeTestLoop,
+    ReportLog,
     Schedule,
     TrainFunction,
     TrialContext,
@@ -39,12 +42,15 @@ __all__ = [
     "DeviceError",
     "FinalObjective",
     "FitDiagnosis",
+    "FunctionObjective",
+    "FunctionRangeTestObjective",
     "LoopTools",
     "LrDiagnosis",
     "NonFiniteLossError",
     "RangeTestLoop",
     "RangeTestObjective",
     "RangeTestResult",
+    "ReportLog",
     "Schedule",
     "Splits",
     "StageObjective",

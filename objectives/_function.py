@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from stagetune.spaces import Param, Plan, RangeTestSpec
+    from stagetune.spaces import FloatParam, Param, Plan, RangeTestSpec
 
 #: Trial user attribute with every epoch reported so far: ``[[epoch, metric,
 #: train_loss, val_loss], ...]`` (``None`` for a loss not reported).
@@ -393,6 +393,76 @@ def record_reports(
             trial.set_user_attr("fit_diagnosis", fit.label)
 
 
+class ReportLog:
+    """The epochs of a trial trained outside this process (ask/tell), kept on the trial
+    so that each report may come from another process.
+
+    Args:
+        trial: The running trial.
+        user_attrs: Its user attributes as stored (the epochs reported so far).
+    """
+
+    def __init__(self, trial: optuna.Trial, user_attrs: Mapping[str, Any]) -> None:
+        self.trial = trial
+        self.reports = [Reported(*entry) for entry in user_attrs.get(REPORTS_ATTR, [])]
+        self.initial: float | None = user_attrs.get("initial_loss")
+
+    def add(
+        self,
+        epoch: int,
+        metric: float,
+        *,
+        train_loss: float | None = None,
+        val_loss: float | None = None,
+    ) -> bool:
+        """Record one epoch (as :meth:`TrialContext.report` does) and ask the pruner.
+
+        Returns:
+            ``True`` when the trial must stop: the pruner says so (``pruned_at_epoch``
+            is set) or a value is not finite (``prune_reason``); the caller then
+            ends it as PRUNED. An epoch reported again changes nothing.
+
+        Raises:
+            ValueError: A bad value, or an epoch before the last one reported.
+        """
+        checked = check_report(epoch, metric, train_loss, val_loss)
+        entry = checked.entry
+        if epoch == 0:
+            initial = entry.val_loss if entry.val_loss is not None else entry.train_loss
+            if initial is not None:
+                self.trial.set_user_attr("initial_loss", initial)
+            return False
+        if any(r.epoch == epoch for r in self.reports):
+            return False
+        if self.reports and epoch < self.reports[-1].epoch:
+            raise ValueError(
+                f"epochs must be reported in increasing order, but got {epoch} after "
+                f"{self.reports[-1].epoch}."
+            )
+        self.reports.append(entry)
+        if not checked.finite:
+            self.trial.set_user_attr("prune_reason", f"non-finite value reported at epoch {epoch}")
+            record_reports(self.trial, self.reports, initial=self.initial, diverged=True)
+            return True
+        stop = report_and_should_prune(self.trial, entry)
+        record_reports(self.trial, self.reports, initial=self.initial)
+        if stop:
+            self.trial.set_user_attr("pruned_at_epoch", epoch)
+        return stop
+
+    def last_metric(self) -> float | None:
+        """The metric of the last epoch reported."""
+        return self.reports[-1].metric if self.reports else None
+
+    def best_epoch(self, direction: str) -> int | None:
+        """The epoch with the best metric in ``direction`` (the first of ties)."""
+        best: Reported | None = None
+        for reported in self.reports:
+            if best is None or _better(reported.metric, best.metric, direction):
+                best = reported
+        return None if best is None else best.epoch
+
+
 # -- what stands where a Task stands --------------------------------------------------
 
 
@@ -546,6 +616,11 @@ class TrainFunction:
                 f"{self.range_test!r}."
             )
 
+    @classmethod
+    def of(cls, train: Any) -> TrainFunction:
+        """``train`` as a train function (a bare function gets the defaults)."""
+        return train if isinstance(train, TrainFunction) else cls(train)
+
     def better(self, value: float, than: float) -> bool:
         """Whether metric ``value`` is strictly better than ``than`` in this direction."""
         return _better(value, than, self.direction)
@@ -576,13 +651,6 @@ def skip_range_test(plan: Plan, reason: str) -> Plan:
     if not kept:
         raise TaskError(f"The plan has only the LR range test, and it was skipped: {reason}")
     return replace(plan, stages=tuple(kept))
-
-
-def as_train_function(train: Any) -> TrainFunction:
-    """``train`` as a :class:`TrainFunction` (a bare function gets the defaults)."""
-    if isinstance(train, TrainFunction):
-        return train
-    return TrainFunction(train)
 
 
 @dataclass
@@ -683,6 +751,35 @@ class FunctionRangeTestObjective(RangeTestObjective):
 
     loop: RangeTestLoop | None = None
 
+    @classmethod
+    def of(
+        cls,
+        function: TrainFunction,
+        *,
+        clip: FloatParam,
+        spec: RangeTestSpec,
+        carried: tuple[Param, ...],
+        defaults: Mapping[str, Any],
+        device: torch.device | None,
+        seed: int,
+    ) -> FunctionRangeTestObjective:
+        """The range-test objective of a train function (it must have a range-test loop)."""
+        if function.range_test is None:
+            raise TaskError(
+                f"train function {function.name!r} has no range_test loop; its plan skips "
+                "the LR range test."
+            )
+        return cls(
+            task=None,  # type: ignore[arg-type]  # measure() does not use it
+            clip=clip,
+            spec=spec,
+            carried=carried,
+            defaults=defaults,
+            device=device,
+            seed=seed,
+            loop=function.range_test,
+        )
+
     def measure(
         self, params: Mapping[str, Any], config: TrainConfig, *, device: torch.device, seed: int
     ) -> RangeTestResult:
@@ -692,31 +789,3 @@ class FunctionRangeTestObjective(RangeTestObjective):
         torch.manual_seed(seed)
         tools = LoopTools(params)
         return sweep(self.loop.make_step(dict(params), tools, device), self.spec)
-
-
-def range_test_objective(
-    function: TrainFunction,
-    *,
-    clip: Any,
-    spec: RangeTestSpec,
-    carried: tuple[Param, ...],
-    defaults: Mapping[str, Any],
-    device: torch.device | None,
-    seed: int,
-) -> FunctionRangeTestObjective:
-    """The range-test objective of a train function (it must have a range-test loop)."""
-    if function.range_test is None:
-        raise TaskError(
-            f"train function {function.name!r} has no range_test loop; its plan skips "
-            "the LR range test."
-        )
-    return FunctionRangeTestObjective(
-        task=None,  # type: ignore[arg-type]  # measure() does not use it
-        clip=clip,
-        spec=spec,
-        carried=carried,
-        defaults=defaults,
-        device=device,
-        seed=seed,
-        loop=function.range_test,
-    )

@@ -25,6 +25,7 @@ so notes, the report and the export read them the same way.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -32,18 +33,18 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from stagetune.objectives._function import (
-    REPORTS_ATTR,
-    Reported,
-    check_report,
-    record_reports,
-    report_and_should_prune,
-)
+from stagetune.objectives import ReportLog
 from stagetune.search import _barrier
 from stagetune.search._search import OpenStage, SearchError, SearchResult, StagedSearch
+from stagetune.search._signals import check_interrupted, critical
 from stagetune.search._trial import tell as tell_state
-from stagetune.search._workers import check_interrupted, critical
-from stagetune.storage import WORKER_ATTR, open_storage, search_stages, worker_identity
+from stagetune.storage import (
+    WORKER_ATTR,
+    open_storage,
+    read_settings,
+    search_stages,
+    worker_identity,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -181,13 +182,11 @@ class AskTell:
             time.sleep(self.poll)
 
     def _hand_out(self, step: OpenStage, trial: optuna.Trial) -> AskedTrial:
-        from stagetune.objectives._objective import _jsonable
-
         storage = step.study._storage
         storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_identity(self.owner))
         storage.set_trial_system_attr(trial._trial_id, ASKED_ATTR, True)
         objective = step.objective
-        params = _jsonable(objective.params_for(trial))
+        params = dict(sorted(objective.params_for(trial).items()))
         trial.set_user_attr("config", params)
         return AskedTrial(
             trial_id=trial._trial_id,
@@ -220,34 +219,14 @@ class AskTell:
         import optuna
 
         study, frozen = self._running(trial_id)
-        checked = check_report(epoch, metric, train_loss, val_loss)
-        if epoch == 0:
-            value = checked.entry.val_loss if val_loss is not None else checked.entry.train_loss
-            if value is not None:
-                study._storage.set_trial_user_attr(trial_id, "initial_loss", value)
-            return False
-        reports = _reports(frozen)
-        if any(r.epoch == epoch for r in reports):
-            return False
-        if reports and epoch < reports[-1].epoch:
-            raise SearchError(
-                f"epochs must be reported in increasing order, but got {epoch} after "
-                f"{reports[-1].epoch} (trial id {trial_id})."
-            )
-        reports.append(checked.entry)
         trial = optuna.Trial(study, trial_id)
-        initial = frozen.user_attrs.get("initial_loss")
+        log = ReportLog(trial, frozen.user_attrs)
         with critical():
-            if not checked.finite:
-                reason = f"non-finite value reported at epoch {epoch}"
-                trial.set_user_attr("prune_reason", reason)
-                record_reports(trial, reports, initial=initial, diverged=True)
-                tell_state(study, trial, TrialState.PRUNED, None)
-                return True
-            stop = report_and_should_prune(trial, checked.entry)
-            record_reports(trial, reports, initial=initial)
+            try:
+                stop = log.add(epoch, metric, train_loss=train_loss, val_loss=val_loss)
+            except ValueError as error:
+                raise SearchError(f"Trial id {trial_id}: {error}") from None
             if stop:
-                trial.set_user_attr("pruned_at_epoch", epoch)
                 tell_state(study, trial, TrialState.PRUNED, None)
         return stop
 
@@ -272,23 +251,23 @@ class AskTell:
                     else "."
                 )
             )
-        reports = _reports(frozen)
+        trial = optuna.Trial(study, trial_id)
+        log = ReportLog(trial, frozen.user_attrs)
         if value is None:
-            if not reports:
+            value = log.last_metric()
+            if value is None:
                 raise SearchError(
                     f"Trial id {trial_id}: tell a value, or report an epoch before telling."
                 )
-            value = reports[-1].metric
-        number = check_report(1, value, None, None)
-        trial = optuna.Trial(study, trial_id)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SearchError(f"Trial id {trial_id}: the value must be a number, got {value!r}.")
         with critical():
-            if not number.finite:
+            if not math.isfinite(value):
                 trial.set_user_attr("prune_reason", f"the final value {value!r} is not finite")
                 return tell_state(study, trial, TrialState.PRUNED, None).name
-            if self._stage_of(study).kind == "final" and reports:
-                pick = max if study.direction.name == "MAXIMIZE" else min
-                trial.set_user_attr("best_epoch", pick(reports, key=lambda r: r.metric).epoch)
-            return tell_state(study, trial, TrialState.COMPLETE, number.entry.metric).name
+            if self._stage_of(study).kind == "final":
+                trial.set_user_attr("best_epoch", log.best_epoch(study.direction.name.lower()))
+            return tell_state(study, trial, TrialState.COMPLETE, float(value)).name
 
     def fail(self, trial_id: int, reason: str = "") -> str:
         """Mark a running trial FAIL; the stage runs another trial in its place."""
@@ -359,10 +338,6 @@ class AskTell:
         return study, frozen
 
 
-def _reports(frozen: FrozenTrial) -> list[Reported]:
-    return [Reported(*entry) for entry in frozen.user_attrs.get(REPORTS_ATTR, [])]
-
-
 def external_search(
     storage: str | None,
     name: str,
@@ -382,18 +357,16 @@ def external_search(
     import optuna
 
     from stagetune.objectives import TrainFunction
-    from stagetune.search._resume import _stored_settings
-    from stagetune.spaces import default_plan
-    from stagetune.spaces._config import plan_from_dict
+    from stagetune.spaces import default_plan, plan_from_dict
 
     backend = open_storage(storage, heartbeat_interval=None, flush_interval=0)
     stages = search_stages(backend, name)
-    stored = _stored_settings(backend, name) if stages else None
+    stored = read_settings(backend, name) if stages else None
     first = optuna.load_study(study_name=stages[0][0], storage=backend) if stages else None
     if plan is None:
-        plan = plan_from_dict(stored["plan"]) if stored else default_plan("mlp")
+        plan = plan_from_dict(stored.plan) if stored else default_plan("mlp")
     if epochs is None:
-        epochs = int(stored["epochs"]) if stored else 20
+        epochs = int(stored.epochs) if stored else 20
     if direction is None:
         direction = first.direction.name.lower() if first is not None else "minimize"
     if metric is None:
@@ -401,7 +374,7 @@ def external_search(
         metric = names[0].removeprefix("val_") if names and names[0] else "metric"
     function = TrainFunction(
         None,
-        name=str(stored["task"]) if stored else name,
+        name=stored.task if stored else name,
         metric_name=metric,
         direction=direction,  # type: ignore[arg-type]  # checked by TrainFunction
         epochs=epochs,

@@ -499,7 +499,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
 
     if args.trials is not None and args.trials < 1:
         raise SearchError(f"--trials must be >= 1, but got {args.trials}.")
-    _quiet_optuna()
+    quiet_optuna()
     plan = None
     if args.config:
         plan = load_plan(args.config)
@@ -537,7 +537,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
 def _cmd_tell_epoch(args: argparse.Namespace) -> int:
     from stagetune.search._asktell import AskTell, external_search
 
-    _quiet_optuna()
+    quiet_optuna()
     session = AskTell(external_search(args.storage, args.name))
     stop = session.report(
         args.trial, args.epoch, args.value, train_loss=args.train_loss, val_loss=args.val_loss
@@ -549,7 +549,7 @@ def _cmd_tell_epoch(args: argparse.Namespace) -> int:
 def _cmd_tell(args: argparse.Namespace) -> int:
     from stagetune.search._asktell import AskTell, external_search
 
-    _quiet_optuna()
+    quiet_optuna()
     session = AskTell(external_search(args.storage, args.name))
     if args.failed is not None:
         state = session.fail(args.trial, args.failed)

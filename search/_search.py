@@ -478,12 +478,10 @@ def _check_seed(seed: int, plan: Plan) -> None:
 
 def _trainee(task: Task | str | None, train: Any) -> Task | TrainFunction:
     """The task or train function a search trains (exactly one of the two)."""
-    from stagetune.objectives._function import as_train_function
-
     if train is not None:
         if task is not None:
             raise SearchError("Give a task or a train function (train=...), not both.")
-        return as_train_function(train)
+        return TrainFunction.of(train)
     if task is None:
         return get_task("digits-mlp")
     return get_task(task) if isinstance(task, str) else task

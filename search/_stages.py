@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from stagetune.objectives import (
     ConfigError,
     FinalObjective,
+    FunctionObjective,
+    FunctionRangeTestObjective,
     RangeTestObjective,
     StageObjective,
     Task,
@@ -283,13 +285,13 @@ def _function_objective(
     seed: int,
 ) -> Any:
     """The objective of one stage whose trials call the user's train function."""
-    from stagetune.objectives._function import FunctionObjective, range_test_objective
-
     if stage.kind == "lr_range_test":
         assert stage.range_test is not None
-        return range_test_objective(
+        lr = stage.param("lr")
+        assert isinstance(lr, FloatParam)
+        return FunctionRangeTestObjective.of(
             function,
-            clip=stage.param("lr"),
+            clip=lr,
             spec=stage.range_test,
             carried=carried,
             defaults=plan.defaults,

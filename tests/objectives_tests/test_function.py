@@ -9,14 +9,15 @@ import optuna
 import pytest
 import torch
 
-from stagetune.objectives import LoopTools, RangeTestLoop, TaskError, TrainFunction
-from stagetune.objectives._function import (
-    NO_RANGE_TEST,
-    REPORTS_ATTR,
+from stagetune.objectives import (
     FunctionObjective,
-    range_test_objective,
-    skip_range_test,
+    FunctionRangeTestObjective,
+    LoopTools,
+    RangeTestLoop,
+    TaskError,
+    TrainFunction,
 )
+from stagetune.objectives._function import NO_RANGE_TEST, REPORTS_ATTR, skip_range_test
 from stagetune.spaces import FloatParam, RangeTestSpec, default_plan
 
 LR = FloatParam("lr", 1e-4, 1e-1, log=True)
@@ -275,7 +276,7 @@ def test_the_range_test_drives_an_own_loop(loop: Any) -> None:
     function = TrainFunction(curve_fn([1.0]), name="f", range_test=loop())
     s = study()
     s.optimize(
-        range_test_objective(
+        FunctionRangeTestObjective.of(
             function,
             clip=LR,
             spec=spec,

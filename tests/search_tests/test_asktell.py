@@ -146,7 +146,7 @@ def test_tell_checks_the_trial(sqlite_url: str) -> None:
         session.tell(999, 1.0)
     with pytest.raises(SearchError, match="tell a value, or report an epoch"):
         session.tell(trial.trial_id)
-    with pytest.raises(ValueError, match="epoch must be an integer >= 0"):
+    with pytest.raises(SearchError, match="epoch must be an integer >= 0, but got -1"):
         session.report(trial.trial_id, -1, 1.0)
     other = AskTell(outside(sqlite_url, core_plan("mlp", n_trials=2), name="other"))
     with pytest.raises(SearchError, match="is not a trial of search 'other'"):
