@@ -96,3 +96,22 @@ def test_two_worker_processes_share_a_function_search(sqlite_url: str) -> None:
     assert [e.exitcode for e in exits] == [0, 0]
     assert result is not None
     assert_nothing_lost(sqlite_url, "own", budget=4, epochs=EPOCHS)
+
+
+# the made-up losses leave Optuna's importance estimate nothing to tell apart
+@pytest.mark.filterwarnings("ignore:Target and region quantiles select the same set")
+def test_status_report_and_export_read_a_function_search(
+    sqlite_url: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stagetune.search._cli import main
+
+    search(sqlite_url, eager(core_plan("mlp", n_trials=3))).run()
+    args = ["--storage", sqlite_url, "--name", "own"]
+    assert main(["status", *args]) == 0
+    assert capsys.readouterr().out.count("3/3 finished") == 3
+    assert main(["export", *args, "--out", str(tmp_path / "t.csv")]) == 0
+    header = (tmp_path / "t.csv").read_text().splitlines()[0]
+    assert "value_val_loss" in header and "user_attrs_val_loss_curve" in header
+    assert main(["report", *args, "--out", str(tmp_path)]) == 0
+    html = (tmp_path / "own-report.html").read_text()
+    assert "val_loss" in html and "regularization" in html
