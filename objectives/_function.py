@@ -34,6 +34,7 @@ from stagetune.objectives._optim import build_optimizer, build_scheduler, steps_
 from stagetune.objectives._range_test import RangeTestObjective, RangeTestResult, sweep
 from stagetune.objectives._tasks import TaskError
 from stagetune.objectives._train import default_device
+from stagetune.storage import TrialAttr
 
 if TYPE_CHECKING:
     import optuna
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 #: Trial user attribute with every epoch reported so far: ``[[epoch, metric,
 #: train_loss, val_loss], ...]`` (``None`` for a loss not reported).
-REPORTS_ATTR = "stagetune_reports"
+REPORTS_ATTR = TrialAttr.REPORTS
 
 #: The note a stage gets when the plan's LR range test was left out.
 NO_RANGE_TEST = (
@@ -343,7 +344,7 @@ def report_and_should_prune(trial: optuna.Trial, reported: Reported) -> bool:
 def _pruned(trial: optuna.Trial, epoch: int) -> BaseException:
     import optuna
 
-    trial.set_user_attr("pruned_at_epoch", epoch)
+    trial.set_user_attr(TrialAttr.PRUNED_AT_EPOCH, epoch)
     return optuna.TrialPruned(f"pruned at epoch {epoch}")
 
 
@@ -363,7 +364,7 @@ def record_reports(
     the diagnosis that needs it."""
     trial.set_user_attr(REPORTS_ATTR, [list(r) for r in reports])
     if initial is not None:
-        trial.set_user_attr("initial_loss", initial)
+        trial.set_user_attr(TrialAttr.INITIAL_LOSS, initial)
     train = [r.train_loss for r in reports]
     val = [r.val_loss for r in reports]
     has_train = bool(reports) and None not in train
@@ -375,22 +376,22 @@ def record_reports(
     if not reports:
         return
     last = reports[-1]
-    trial.set_user_attr("epochs_run", last.epoch)
-    trial.set_user_attr("val_metric", last.metric)
-    trial.set_user_attr("val_metric_curve", [r.metric for r in reports])
+    trial.set_user_attr(TrialAttr.EPOCHS_RUN, last.epoch)
+    trial.set_user_attr(TrialAttr.VAL_METRIC, last.metric)
+    trial.set_user_attr(TrialAttr.VAL_METRIC_CURVE, [r.metric for r in reports])
     if has_train:
-        trial.set_user_attr("train_loss", last.train_loss)
-        trial.set_user_attr("train_loss_curve", train)
+        trial.set_user_attr(TrialAttr.TRAIN_LOSS, last.train_loss)
+        trial.set_user_attr(TrialAttr.TRAIN_LOSS_CURVE, train)
     if None not in val:
-        trial.set_user_attr("val_loss", last.val_loss)
-        trial.set_user_attr("val_loss_curve", val)
+        trial.set_user_attr(TrialAttr.VAL_LOSS, last.val_loss)
+        trial.set_user_attr(TrialAttr.VAL_LOSS_CURVE, val)
         if has_train:
             fit = diagnose_fit(
                 [float(v) for v in train if v is not None],
                 [float(v) for v in val if v is not None],
                 initial_loss=initial,
             )
-            trial.set_user_attr("fit_diagnosis", fit.label)
+            trial.set_user_attr(TrialAttr.FIT_DIAGNOSIS, fit.label)
 
 
 class ReportLog:
@@ -405,7 +406,7 @@ class ReportLog:
     def __init__(self, trial: optuna.Trial, user_attrs: Mapping[str, Any]) -> None:
         self.trial = trial
         self.reports = [Reported(*entry) for entry in user_attrs.get(REPORTS_ATTR, [])]
-        self.initial: float | None = user_attrs.get("initial_loss")
+        self.initial: float | None = user_attrs.get(TrialAttr.INITIAL_LOSS)
 
     def add(
         self,
@@ -430,7 +431,7 @@ class ReportLog:
         if epoch == 0:
             initial = entry.val_loss if entry.val_loss is not None else entry.train_loss
             if initial is not None:
-                self.trial.set_user_attr("initial_loss", initial)
+                self.trial.set_user_attr(TrialAttr.INITIAL_LOSS, initial)
             return False
         if any(r.epoch == epoch for r in self.reports):
             return False
@@ -441,13 +442,15 @@ class ReportLog:
             )
         self.reports.append(entry)
         if not checked.finite:
-            self.trial.set_user_attr("prune_reason", f"non-finite value reported at epoch {epoch}")
+            self.trial.set_user_attr(
+                TrialAttr.PRUNE_REASON, f"non-finite value reported at epoch {epoch}"
+            )
             record_reports(self.trial, self.reports, initial=self.initial, diverged=True)
             return True
         stop = report_and_should_prune(self.trial, entry)
         record_reports(self.trial, self.reports, initial=self.initial)
         if stop:
-            self.trial.set_user_attr("pruned_at_epoch", epoch)
+            self.trial.set_user_attr(TrialAttr.PRUNED_AT_EPOCH, epoch)
         return stop
 
     def last_metric(self) -> float | None:
@@ -695,7 +698,7 @@ class FunctionObjective:
                 "ask/tell (stagetune ask / stagetune tell)."
             )
         params = self.params_for(trial)
-        trial.set_user_attr("config", _jsonable(params))
+        trial.set_user_attr(TrialAttr.CONFIG, _jsonable(params))
         seed = self.seed + trial.number
         ctx = TrialContext(
             params,
@@ -715,14 +718,14 @@ class FunctionObjective:
             stopped_early = True
         except NonFiniteMetricError as error:
             diverged = True
-            trial.set_user_attr("prune_reason", str(error))
+            trial.set_user_attr(TrialAttr.PRUNE_REASON, str(error))
             raise optuna.TrialPruned(str(error)) from None
         finally:
             record_reports(trial, ctx.reports, initial=ctx.initial_loss, diverged=diverged)
         best = ctx.best()
         if self.final and best is not None:
-            trial.set_user_attr("best_epoch", best.epoch)
-            trial.set_user_attr("stopped_early", stopped_early)
+            trial.set_user_attr(TrialAttr.BEST_EPOCH, best.epoch)
+            trial.set_user_attr(TrialAttr.STOPPED_EARLY, stopped_early)
         if stopped_early or (value is None and self.final):
             value = None if best is None else best.metric
         elif value is None:
@@ -740,7 +743,7 @@ class FunctionObjective:
         number = check_report(1, value, None, None)
         if not number.finite:
             reason = f"the train function returned a non-finite value {value!r}"
-            trial.set_user_attr("prune_reason", reason)
+            trial.set_user_attr(TrialAttr.PRUNE_REASON, reason)
             raise optuna.TrialPruned(reason)
         return number.entry.metric
 

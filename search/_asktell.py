@@ -39,7 +39,8 @@ from stagetune.search._search import OpenStage, SearchError, SearchResult, Stage
 from stagetune.search._signals import check_interrupted, critical
 from stagetune.search._trial import tell as tell_state
 from stagetune.storage import (
-    WORKER_ATTR,
+    TrialAttr,
+    TrialSystemAttr,
     open_storage,
     read_settings,
     search_stages,
@@ -51,9 +52,6 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from stagetune.spaces import Plan, Stage
-
-#: System attribute marking a trial handed out by ask (its owner's pid is WORKER_ATTR's).
-ASKED_ATTR = "stagetune:asked"
 
 
 class NoTrialYet(SearchError):
@@ -183,11 +181,13 @@ class AskTell:
 
     def _hand_out(self, step: OpenStage, trial: optuna.Trial) -> AskedTrial:
         storage = step.study._storage
-        storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_identity(self.owner))
-        storage.set_trial_system_attr(trial._trial_id, ASKED_ATTR, True)
+        storage.set_trial_system_attr(
+            trial._trial_id, TrialSystemAttr.WORKER, worker_identity(self.owner)
+        )
+        storage.set_trial_system_attr(trial._trial_id, TrialSystemAttr.ASKED, True)
         objective = step.objective
         params = dict(sorted(objective.params_for(trial).items()))
-        trial.set_user_attr("config", params)
+        trial.set_user_attr(TrialAttr.CONFIG, params)
         return AskedTrial(
             trial_id=trial._trial_id,
             study=step.study.study_name,
@@ -263,10 +263,14 @@ class AskTell:
             raise SearchError(f"Trial id {trial_id}: the value must be a number, got {value!r}.")
         with critical():
             if not math.isfinite(value):
-                trial.set_user_attr("prune_reason", f"the final value {value!r} is not finite")
+                trial.set_user_attr(
+                    TrialAttr.PRUNE_REASON, f"the final value {value!r} is not finite"
+                )
                 return tell_state(study, trial, TrialState.PRUNED, None).name
             if self._stage_of(study).kind == "final":
-                trial.set_user_attr("best_epoch", log.best_epoch(study.direction.name.lower()))
+                trial.set_user_attr(
+                    TrialAttr.BEST_EPOCH, log.best_epoch(study.direction.name.lower())
+                )
             return tell_state(study, trial, TrialState.COMPLETE, float(value)).name
 
     def fail(self, trial_id: int, reason: str = "") -> str:
@@ -277,7 +281,7 @@ class AskTell:
         trial = optuna.Trial(study, trial_id)
         with critical():
             if reason:
-                trial.set_user_attr("fail_reason", reason)
+                trial.set_user_attr(TrialAttr.FAIL_REASON, reason)
             return tell_state(study, trial, TrialState.FAIL, None).name
 
     # -- reading -------------------------------------------------------------------------

@@ -70,8 +70,8 @@ __all__ = [
     "storage_url",
     "study_name",
     "transient_kind",
-    "write_attrs",
     "worker_identity",
+    "write_attrs",
     "write_lineage",
     "write_settings",
 ]

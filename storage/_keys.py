@@ -77,6 +77,11 @@ class TrialAttr:
     STOPPED_EARLY: Final = "stopped_early"
     TEST_LOSS: Final = "test_loss"
     TEST_METRIC: Final = "test_metric"
+    #: Every epoch a train function or an ask/tell client reported: ``[[epoch, metric,
+    #: train_loss, val_loss], ...]`` (``None`` for a loss not reported).
+    REPORTS: Final = "stagetune_reports"
+    #: Why an ask/tell client failed the trial (``stagetune tell --failed REASON``).
+    FAIL_REASON: Final = "fail_reason"
 
 
 class TrialSystemAttr:
@@ -86,6 +91,8 @@ class TrialSystemAttr:
     WORKER: Final = "stagetune:worker"
     #: The signal that stopped the trial (``"SIGTERM"``, ``"SIGINT"``).
     INTERRUPTED: Final = "stagetune:interrupted"
+    #: The trial was handed out by ask/tell; ``WORKER`` names the process that owns it.
+    ASKED: Final = "stagetune:asked"
     #: Written by Optuna's ``RetryFailedTrialCallback`` on a retry: the trial it re-runs,
     #: and the numbers of every trial before it in the chain.
     FAILED_TRIAL: Final = "failed_trial"
