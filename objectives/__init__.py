@@ -21,6 +21,16 @@ from stagetune.objectives._diagnosis import (
     summarize_lr_diagnoses,
 )
 from stagetune.objectives._final import FinalObjective
+from stagetune.objectives._function import (
+    FunctionObjective,
+    FunctionRangeTestObjective,
+    LoopTools,
+    RangeTestLoop,
+    ReportLog,
+    Schedule,
+    TrainFunction,
+    TrialContext,
+)
 from stagetune.objectives._model_file import MODEL_ATTR, ModelFile, ModelFileError
 from stagetune.objectives._objective import StageObjective
 from stagetune.objectives._range_test import RangeTestObjective, RangeTestResult, run_range_test
@@ -42,17 +52,25 @@ __all__ = [
     "DeviceError",
     "FinalObjective",
     "FitDiagnosis",
+    "FunctionObjective",
+    "FunctionRangeTestObjective",
+    "LoopTools",
     "LrDiagnosis",
     "ModelFile",
     "ModelFileError",
     "NonFiniteLossError",
+    "RangeTestLoop",
     "RangeTestObjective",
     "RangeTestResult",
+    "ReportLog",
+    "Schedule",
     "Splits",
     "StageObjective",
     "Task",
     "TaskError",
     "TrainConfig",
+    "TrainFunction",
+    "TrialContext",
     "available_devices",
     "cuda_device_count",
     "default_device",

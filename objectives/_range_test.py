@@ -12,7 +12,7 @@ the sweep's end.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -178,16 +178,41 @@ def run_range_test(
     precision = Precision(config.amp, device)
     micro = config.micro_batch_size
     stream = _endless(batches)
+
+    def step(lr: float) -> float:
+        x, y = next(stream)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = _train_step(task, model, model, precision, optimizer, x, y, micro, config)
+        return float(loss.item())
+
+    return sweep(step, spec)
+
+
+def sweep(step: Callable[[float], float], spec: RangeTestSpec) -> RangeTestResult:
+    """Drive ``step`` through the LRs of ``spec``'s sweep until one of its stops.
+
+    The sweep of :func:`run_range_test`, for any training loop: ``step(lr)`` trains
+    one optimizer step at ``lr`` on the next batch and returns that batch's loss.
+
+    Args:
+        step: One optimizer step at the given LR; returns the batch's loss.
+        spec: The sweep and its stops.
+
+    Returns:
+        The curve and why it stopped.
+
+    Example:
+        >>> from stagetune.spaces import RangeTestSpec
+        >>> sweep(lambda lr: 1.0 / (1 + lr), RangeTestSpec(num_iter=5)).stop_reason
+        'end'
+    """
     lrs: list[float] = []
     raw: list[float] = []
     losses: list[float] = []
     reason: StopReason = "end"
     for lr in spec.lrs():
-        x, y = next(stream)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss = _train_step(task, model, model, precision, optimizer, x, y, micro, config)
-        value = float(loss.item())
+        value = float(step(lr))
         lrs.append(lr)
         raw.append(value)
         losses.append(smooth_step(losses[-1] if losses else None, value, spec.smooth_f))
@@ -236,7 +261,6 @@ class RangeTestObjective:
     def __call__(self, trial: optuna.Trial) -> float:
         from stagetune.objectives._config import TrainConfig
         from stagetune.objectives._objective import suggest
-        from stagetune.objectives._tasks import load_splits
         from stagetune.objectives._train import default_device
         from stagetune.spaces import narrow_lr_range
 
@@ -245,13 +269,8 @@ class RangeTestObjective:
             params[param.name] = suggest(trial, param)
         config = TrainConfig.from_params(params)
         trial.set_user_attr(TrialAttr.CONFIG, dict(sorted(params.items())))
-        result = run_range_test(
-            self.task,
-            load_splits(self.task),
-            config,
-            self.spec,
-            device=self.device or default_device(),
-            seed=self.seed + trial.number,
+        result = self.measure(
+            params, config, device=self.device or default_device(), seed=self.seed + trial.number
         )
         attrs = result.to_attrs(self.spec)
         window = narrow_lr_range(
@@ -265,3 +284,13 @@ class RangeTestObjective:
         # the value is recorded as a parameter and carried forward like any best value.
         trial.suggest_float("lr", window.suggestion, window.suggestion, log=True)
         return min(result.losses)
+
+    def measure(
+        self, params: Mapping[str, Any], config: TrainConfig, *, device: torch.device, seed: int
+    ) -> RangeTestResult:
+        """Run the sweep of one trial (the task's model and data)."""
+        from stagetune.objectives._tasks import load_splits
+
+        return run_range_test(
+            self.task, load_splits(self.task), config, self.spec, device=device, seed=seed
+        )

@@ -13,13 +13,14 @@ The modules of this package form layers; a module imports only modules below it
 5. ``_notes``, ``_resume``, ``_report``, ``_export``, ``_dashboard``, ``_models`` (what
    is built on it; the final run's model)
 6. ``_search`` (``StagedSearch``: the stages in order)
-7. ``_workers`` (N processes of one search)
+7. ``_workers`` (N processes of one search), ``_asktell`` (trials run outside the process)
 8. this face, and ``_cli`` (the ``stagetune`` command), imported by nothing but
    ``__main__``
 
 docs/architecture.md says what each layer holds.
 """
 
+from stagetune.search._asktell import AskedTrial, AskTell, NoTrialYet
 from stagetune.search._budget import trained_epochs
 from stagetune.search._callbacks import PerProcess
 from stagetune.search._errors import SearchError, SearchTimeout
@@ -30,7 +31,10 @@ from stagetune.search._signals import Interrupted
 from stagetune.search._workers import WorkerExit, run_workers
 
 __all__ = [
+    "AskTell",
+    "AskedTrial",
     "Interrupted",
+    "NoTrialYet",
     "PerProcess",
     "SearchError",
     "SearchResult",

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 EXIT_USER_ERROR = 2
 EXIT_TIMEOUT = 3
+#: ``stagetune ask``: the search is finished, no trial to give.
+EXIT_SEARCH_DONE = 3
+#: ``stagetune ask --timeout``: no trial of the stage became free in time.
+EXIT_NO_TRIAL_YET = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -164,10 +168,67 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--artifacts", metavar="DIR", help=artifacts_help)
 
+    _ask_tell_parsers(commands, storage_help)
+
     commands.add_parser("tasks", help="list the built-in tasks")
     profiles = commands.add_parser("profiles", help="list the profiles and recipes")
     profiles.add_argument("name", nargs="?", help="print this profile's plan as a plan file")
     return parser
+
+
+def _ask_tell_parsers(commands: Any, storage_help: str) -> None:
+    """``ask``, ``tell-epoch`` and ``tell``: a job outside stagetune as a worker."""
+    ask = commands.add_parser(
+        "ask",
+        help="claim the next trial of a search's current stage; prints it as JSON "
+        f"(exit {EXIT_SEARCH_DONE} when the search is finished)",
+    )
+    ask.add_argument("--storage", help=storage_help)
+    ask.add_argument("--name", required=True, help="search name")
+    plan = ask.add_mutually_exclusive_group()
+    plan.add_argument(
+        "--profile", help="profile whose plan to run (default: the stored one, else mlp)"
+    )
+    plan.add_argument("--config", metavar="FILE", help="plan file (TOML)")
+    ask.add_argument("--trials", type=int, help="trials per search stage (default: the plan's)")
+    ask.add_argument("--epochs", type=int, help="epochs per trial (default: stored, else 20)")
+    ask.add_argument(
+        "--direction", choices=("minimize", "maximize"), help="of the metric (default: minimize)"
+    )
+    ask.add_argument("--metric", help="name of the metric, for notes and reports")
+    ask.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    ask.add_argument(
+        "--pid",
+        type=int,
+        help="process that trains the trial: when it is gone untold, the trial is failed "
+        "and retried (default: the process that ran this command)",
+    )
+    ask.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds to wait while the stage has no free trial (default: no limit); "
+        f"then exit {EXIT_NO_TRIAL_YET}",
+    )
+
+    epoch = commands.add_parser(
+        "tell-epoch", help="report one epoch of an asked trial; prints 'continue' or 'stop'"
+    )
+    epoch.add_argument("--storage", help=storage_help)
+    epoch.add_argument("--name", required=True, help="search name")
+    epoch.add_argument("--trial", type=int, required=True, help="trial id from ask")
+    epoch.add_argument("--epoch", type=int, required=True, help="epoch, counting from 1")
+    epoch.add_argument("--value", type=float, required=True, help="the epoch's metric")
+    epoch.add_argument("--train-loss", type=float, help="mean training loss of the epoch")
+    epoch.add_argument("--val-loss", type=float, help="validation loss of the epoch")
+
+    tell = commands.add_parser("tell", help="tell an asked trial's final value, or its failure")
+    tell.add_argument("--storage", help=storage_help)
+    tell.add_argument("--name", required=True, help="search name")
+    tell.add_argument("--trial", type=int, required=True, help="trial id from ask")
+    result = tell.add_mutually_exclusive_group(required=True)
+    result.add_argument("--value", type=float, help="the trial's final metric")
+    result.add_argument("--last", action="store_true", help="the last epoch's reported metric")
+    result.add_argument("--failed", metavar="REASON", help="the trial failed (why)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -569,7 +630,79 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ask(args: argparse.Namespace) -> int:
+    import json
+
+    from stagetune.search._asktell import AskTell, NoTrialYet, external_search, parent_pid
+    from stagetune.search._search import SearchError
+    from stagetune.spaces import default_plan, load_plan
+
+    if args.trials is not None and args.trials < 1:
+        raise SearchError(f"--trials must be >= 1, but got {args.trials}.")
+    quiet_optuna()
+    plan = None
+    if args.config:
+        plan = load_plan(args.config)
+    elif args.profile or args.trials is not None:
+        plan = default_plan(args.profile or "mlp")
+    if plan is not None and args.trials is not None:
+        plan = plan.with_trials(args.trials)
+    search = external_search(
+        args.storage,
+        args.name,
+        plan=plan,
+        epochs=args.epochs,
+        direction=args.direction,
+        metric=args.metric,
+        seed=args.seed,
+    )
+    search.prepare()
+    session = AskTell(search, owner=args.pid if args.pid is not None else parent_pid())
+    try:
+        trial = session.ask(timeout=args.timeout)
+    except NoTrialYet as error:
+        print(f"stagetune: {error}", file=sys.stderr)
+        return EXIT_NO_TRIAL_YET
+    if trial is None:
+        result = search.result()
+        done: dict[str, Any] = {"done": True}
+        if result is not None:
+            done.update(best_value=result.best_value, best_params=result.best_params)
+        print(json.dumps(done))
+        return EXIT_SEARCH_DONE
+    print(json.dumps(trial.to_json()))
+    return 0
+
+
+def _cmd_tell_epoch(args: argparse.Namespace) -> int:
+    from stagetune.search._asktell import AskTell, external_search
+
+    quiet_optuna()
+    session = AskTell(external_search(args.storage, args.name))
+    stop = session.report(
+        args.trial, args.epoch, args.value, train_loss=args.train_loss, val_loss=args.val_loss
+    )
+    print("stop" if stop else "continue")
+    return 0
+
+
+def _cmd_tell(args: argparse.Namespace) -> int:
+    from stagetune.search._asktell import AskTell, external_search
+
+    quiet_optuna()
+    session = AskTell(external_search(args.storage, args.name))
+    if args.failed is not None:
+        state = session.fail(args.trial, args.failed)
+    else:
+        state = session.tell(args.trial, None if args.last else args.value)
+    print(state)
+    return 0
+
+
 _COMMANDS = {
+    "ask": _cmd_ask,
+    "tell-epoch": _cmd_tell_epoch,
+    "tell": _cmd_tell,
     "run": _cmd_run,
     "status": _cmd_status,
     "dashboard": _cmd_dashboard,

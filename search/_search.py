@@ -7,8 +7,8 @@ import hashlib
 import json
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from stagetune.objectives import (
     DEFAULT_CHECKPOINT_EVERY,
     CheckpointPolicy,
     Task,
+    TrainFunction,
     get_task,
     resolve_device,
 )
@@ -54,6 +55,29 @@ if TYPE_CHECKING:
 
 #: A callback run after every finished trial, as ``study.optimize`` runs them.
 TrialCallback = Callable[["optuna.Study", "FrozenTrial"], None]
+
+
+@dataclass(frozen=True)
+class OpenStage:
+    """A stage that is open in storage and not done: what claiming its trials needs.
+
+    Attributes:
+        index: Its position in the plan.
+        stage: The stage, with the ranges the stages before it decided.
+        study: Its study (with the stage's sampler and pruner).
+        plan: The plan with this stage as resolved (what its notes show).
+        metric: The name of what its trials score.
+        objective: Trains one of its trials.
+        budget: What the stage may spend (finished trials, or trained epochs).
+    """
+
+    index: int
+    stage: Stage
+    study: optuna.Study
+    plan: Plan
+    metric: str
+    objective: Any
+    budget: StageBudget
 
 
 #: ``factory(stage, index, n_stages, spent, total=..., unit=...)``: a stage's display.
@@ -116,7 +140,13 @@ class StagedSearch:
     Args:
         plan: The stages and defaults; ``None`` takes the task's profile.
         task: A :class:`stagetune.objectives.Task`, the name of a built-in task, or your
-            own as ``"module:attribute"`` / ``"path/to/file.py:attribute"``.
+            own as ``"module:attribute"`` / ``"path/to/file.py:attribute"``; default
+            ``"digits-mlp"`` unless ``train`` is given.
+        train: Your own training loop instead of a task: a function
+            ``fn(params, ctx) -> float`` or a :class:`stagetune.objectives.TrainFunction`
+            (which names its metric, direction and range-test loop; a bare function
+            minimizes, as Optuna does). Without a range-test loop the plan's
+            ``lr_range_test`` stage is left out and the next stage's note says so.
         storage: Storage URL, SQLite path, Optuna storage, or ``None`` for
             ``sqlite:///stagetune.db``.
         name: Search name; stage studies are ``"<name>/<stage>"``.
@@ -159,8 +189,9 @@ class StagedSearch:
     def __init__(
         self,
         plan: Plan | None = None,
-        task: Task | str = "digits-mlp",
+        task: Task | str | None = None,
         *,
+        train: TrainFunction | Callable[..., Any] | None = None,
         storage: str | BaseStorage | None = None,
         name: str | None = None,
         epochs: int | None = None,
@@ -174,8 +205,10 @@ class StagedSearch:
         timeout: float | None = None,
         callbacks: Sequence[TrialCallback] = (),
     ) -> None:
-        self.task = get_task(task) if isinstance(task, str) else task
+        self.task = _trainee(task, train)
         self.plan = plan if plan is not None else task_plan(self.task)
+        if isinstance(self.task, TrainFunction):
+            self.plan = self.task.adapt_plan(self.plan)
         self.name = self.task.name if name is None else name
         study_name(self.name, "")  # validates the name
         self.epochs = epochs if epochs is not None else self.task.epochs
@@ -256,6 +289,24 @@ class StagedSearch:
             SearchTimeout: ``timeout`` passed before the search finished.
         """
         self.start_clock()
+        for step in self._walk():
+            if isinstance(step, SearchResult):
+                return step
+            self._optimize(step.study, step.stage, step.index, step.objective, step.budget)
+        raise AssertionError("unreachable: the walk ends with the result")
+
+    def advance(self) -> OpenStage | SearchResult:
+        """Walk the stages in order: carry forward those that are done, and return the
+        first one that is not (opened in storage), or the result when all are done.
+
+        What every worker does before it claims a trial (ask/tell clients too), so
+        that it carries exactly what storage holds (see ``stagetune.search._barrier``).
+        """
+        return next(self._walk())
+
+    def _walk(self) -> Iterator[OpenStage | SearchResult]:
+        """Yield each stage that is not done, opened; close it when the caller comes
+        back (its budget spent), carry its best forward; yield the result last."""
         carried: dict[str, tuple[Param, Any]] = {}
         summaries = []
         context = _stages.StageContext()
@@ -264,15 +315,18 @@ class StagedSearch:
             # the ranges the earlier stages decided (LR window, step 4's direction)
             stage = context.resolve(planned, carried, self.plan.defaults)
             budget = self.stage_budget(index, spent)
-            summary = self._run_stage(index, stage, carried, budget, context.attrs[stage.name])
-            summaries.append(summary)
-            spent[stage.name] = summary.epochs_spent
+            entered = self._enter_stage(index, stage, carried, budget, context.attrs[stage.name])
+            if isinstance(entered, OpenStage):
+                yield entered
+                entered = self.close(entered)
+            summaries.append(entered)
+            spent[stage.name] = entered.epochs_spent
             for param in stage.params:
-                carried[param.name] = (param, summary.best_params[param.name])
-            context.finished(stage, self._load_study(summary.study_name))
+                carried[param.name] = (param, entered.best_params[param.name])
+            context.finished(stage, self._load_study(entered.study_name))
         final = dict(self.plan.defaults)
         final.update({name: value for name, (_, value) in carried.items()})
-        return SearchResult(self.name, summaries, final, summaries[-1].best_value)
+        yield SearchResult(self.name, summaries, final, summaries[-1].best_value)
 
     def stage_budget(self, index: int, spent: Mapping[str, int]) -> StageBudget:
         """Stage ``index``'s budget, given the epochs the stages before it trained.
@@ -333,6 +387,10 @@ class StagedSearch:
                 self.storage, self.name, fingerprint=self.fingerprint(), settings=self._settings()
             )
 
+    def use_storage(self, storage: BaseStorage) -> None:
+        """Use an opened storage of the same database (e.g. one without heartbeats)."""
+        self._storage = storage
+
     def for_worker(self) -> StagedSearch:
         """A copy to send to a worker process: no open storage, no progress bars."""
         clone = copy.copy(self)
@@ -362,14 +420,15 @@ class StagedSearch:
 
         return optuna.load_study(study_name=name, storage=self.storage)
 
-    def _run_stage(
+    def _enter_stage(
         self,
         index: int,
         stage: Stage,
         carried: Mapping[str, tuple[Param, Any]],
         budget: StageBudget,
         stage_attrs: Mapping[str, Any] | None = None,
-    ) -> StageSummary:
+    ) -> OpenStage | StageSummary:
+        """Open stage ``index`` in storage; its summary if it is done already."""
         fixed = {n: v for n, (_, v) in carried.items() if n not in stage.param_names}
         study = self._open_study(index, stage, fixed, budget)
         lineage = StageLineage(
@@ -421,7 +480,11 @@ class StagedSearch:
             checkpoints=self._checkpoints(),
             trial_timeout=self.trial_timeout,
         )
-        self._optimize(study, stage, index, objective, budget)
+        return OpenStage(index, stage, study, plan, metric, objective, budget)
+
+    def close(self, step: OpenStage) -> StageSummary:
+        """Record a stage's best once its budget is spent (see ``_barrier.close_stage``)."""
+        study, stage, index = step.study, step.stage, step.index
 
         def done(stored: StageLineage) -> StageLineage:
             summary = summarize(study, stored)
@@ -437,7 +500,7 @@ class StagedSearch:
 
         def finished() -> None:
             _stages.stage_ended(stage, study)  # before the note, which reads what it writes
-            notes.stage_finished(study, plan, index, metric=metric)
+            notes.stage_finished(study, step.plan, index, metric=step.metric)
 
         # Every worker carries forward what storage holds, not what it computed.
         return summarize(study, _barrier.close_stage(study, done, on_close=finished))
@@ -575,7 +638,20 @@ def _check_seed(seed: int, plan: Plan) -> None:
         )
 
 
-def task_plan(task: Task, *, n_trials: int | None = None, budget: int | None = None) -> Plan:
+def _trainee(task: Task | str | None, train: Any) -> Task | TrainFunction:
+    """The task or train function a search trains (exactly one of the two)."""
+    if train is not None:
+        if task is not None:
+            raise SearchError("Give a task or a train function (train=...), not both.")
+        return TrainFunction.of(train)
+    if task is None:
+        return get_task("digits-mlp")
+    return get_task(task) if isinstance(task, str) else task
+
+
+def task_plan(
+    task: Task | TrainFunction, *, n_trials: int | None = None, budget: int | None = None
+) -> Plan:
     """The default plan of the task's profile (``n_trials`` / ``budget``: see
     :func:`stagetune.spaces.default_plan`).
 

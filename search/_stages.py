@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from stagetune.objectives import (
     ConfigError,
     FinalObjective,
+    FunctionObjective,
+    FunctionRangeTestObjective,
     RangeTestObjective,
     StageObjective,
+    Task,
     TrainConfig,
     diagnose_fit,
     summarize_lr_diagnoses,
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
     import torch
     from optuna.artifacts._protocol import ArtifactStore
 
-    from stagetune.objectives import CheckpointPolicy, Task
+    from stagetune.objectives import CheckpointPolicy, Task, TrainFunction
 
 Carried = Mapping[str, tuple[Param, Any]]
 
@@ -86,7 +89,7 @@ def lr_reference_batch(plan: Plan) -> int | None:
     return None
 
 
-def direction_for(stage: Stage, task: Task) -> Literal["minimize", "maximize"]:
+def direction_for(stage: Stage, task: Task | TrainFunction) -> Literal["minimize", "maximize"]:
     """The study direction: the range test minimizes its loss; the rest follow the task."""
     return "minimize" if stage.kind == "lr_range_test" else task.direction
 
@@ -221,7 +224,7 @@ class StageContext:
 def build_objective(
     stage: Stage,
     *,
-    task: Task,
+    task: Task | TrainFunction,
     carried: Carried,
     fixed: Mapping[str, Any],
     plan: Plan,
@@ -238,6 +241,16 @@ def build_objective(
     to be longer) and uploads its model to ``artifacts``; both checkpoint.
     """
     carried_params = tuple(p for n, (p, _) in carried.items() if n in fixed)
+    if not isinstance(task, Task):
+        return _function_objective(
+            stage,
+            function=task,
+            carried=carried_params,
+            plan=plan,
+            epochs=epochs,
+            device=device,
+            seed=seed,
+        )
     if stage.kind == "lr_range_test":
         assert stage.range_test is not None
         lr = stage.param("lr")
@@ -269,6 +282,45 @@ def build_objective(
             artifacts=artifacts,
         )
     return StageObjective(**common, time_limit=trial_timeout)
+
+
+def _function_objective(
+    stage: Stage,
+    *,
+    function: TrainFunction,
+    carried: tuple[Param, ...],
+    plan: Plan,
+    epochs: int,
+    device: torch.device | None,
+    seed: int,
+) -> Any:
+    """The objective of one stage whose trials call the user's train function."""
+    if stage.kind == "lr_range_test":
+        assert stage.range_test is not None
+        lr = stage.param("lr")
+        assert isinstance(lr, FloatParam)
+        return FunctionRangeTestObjective.of(
+            function,
+            clip=lr,
+            spec=stage.range_test,
+            carried=carried,
+            defaults=plan.defaults,
+            device=device,
+            seed=seed,
+        )
+    final = stage.kind == "final"
+    return FunctionObjective(
+        function,
+        searched=stage.params,
+        carried=carried,
+        defaults=plan.defaults,
+        epochs=(stage.epochs or epochs) if final else epochs,
+        device=device,
+        seed=seed,
+        lr_reference_batch=lr_reference_batch(plan),
+        early_stopping_patience=stage.early_stopping_patience if final else None,
+        final=final,
+    )
 
 
 def stage_ended(stage: Stage, study: optuna.Study) -> None:

@@ -1,6 +1,12 @@
 """The guide as data: ranges, defaults, profiles, recipes and staged plans."""
 
-from stagetune.spaces._config import PlanFileError, load_plan, plan_from_toml, plan_to_toml
+from stagetune.spaces._config import (
+    PlanFileError,
+    load_plan,
+    plan_from_dict,
+    plan_from_toml,
+    plan_to_toml,
+)
 from stagetune.spaces._direction import directed_param
 from stagetune.spaces._guide import (
     LEARNING_RATE,
@@ -64,6 +70,7 @@ __all__ = [
     "micro_batching",
     "narrow_lr_range",
     "param_from_dict",
+    "plan_from_dict",
     "plan_from_toml",
     "plan_to_toml",
     "scale_lr",

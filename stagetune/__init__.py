@@ -19,14 +19,22 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stagetune.objectives import Splits, Task, get_task
-    from stagetune.search import SearchError, SearchResult, SearchTimeout, StagedSearch, load_model
+    from stagetune.objectives import Splits, Task, TrainFunction, get_task
+    from stagetune.search import (
+        AskTell,
+        SearchError,
+        SearchResult,
+        SearchTimeout,
+        StagedSearch,
+        load_model,
+    )
     from stagetune.spaces import Plan, Stage, default_plan, get_profile
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
     "StagedSearch": "stagetune.search",
+    "AskTell": "stagetune.search",
     "SearchResult": "stagetune.search",
     "SearchError": "stagetune.search",
     "SearchTimeout": "stagetune.search",
@@ -37,10 +45,12 @@ _EXPORTS = {
     "get_profile": "stagetune.spaces",
     "Task": "stagetune.objectives",
     "Splits": "stagetune.objectives",
+    "TrainFunction": "stagetune.objectives",
     "get_task": "stagetune.objectives",
 }
 
 __all__ = [
+    "AskTell",
     "Plan",
     "SearchError",
     "SearchResult",
@@ -49,6 +59,7 @@ __all__ = [
     "Stage",
     "StagedSearch",
     "Task",
+    "TrainFunction",
     "__version__",
     "default_plan",
     "get_profile",

@@ -27,6 +27,7 @@ from stagetune.storage._recovery import (
     find_orphans,
     recover_dead_trials,
     retry_callback,
+    worker_identity,
 )
 from stagetune.storage._retry import transient_kind
 from stagetune.storage._storage import (
@@ -73,6 +74,7 @@ __all__ = [
     "storage_url",
     "study_name",
     "transient_kind",
+    "worker_identity",
     "write_attrs",
     "write_lineage",
     "write_settings",

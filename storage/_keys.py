@@ -92,6 +92,11 @@ class TrialAttr:
     # where and how it ran
     DEVICE: Final = "device"
     RESUMED_FROM_EPOCH: Final = "resumed_from_epoch"
+    #: Every epoch a train function or an ask/tell client reported: ``[[epoch, metric,
+    #: train_loss, val_loss], ...]`` (``None`` for a loss not reported).
+    REPORTS: Final = "stagetune_reports"
+    #: Why an ask/tell client failed the trial (``stagetune tell --failed REASON``).
+    FAIL_REASON: Final = "fail_reason"
 
 
 class TrialSystemAttr:
@@ -103,6 +108,8 @@ class TrialSystemAttr:
     INTERRUPTED: Final = "stagetune:interrupted"
     #: The trial's latest checkpoint: ``{"id": artifact id, "epoch": n}``; a retry inherits it.
     CHECKPOINT: Final = "stagetune:checkpoint"
+    #: The trial was handed out by ask/tell; ``WORKER`` names the process that owns it.
+    ASKED: Final = "stagetune:asked"
     #: Written by Optuna's ``RetryFailedTrialCallback`` on a retry: the trial it re-runs,
     #: and the numbers of every trial before it in the chain.
     FAILED_TRIAL: Final = "failed_trial"

@@ -73,14 +73,20 @@ def machine_identity() -> dict[str, str | None]:
     return dict(_machine())
 
 
-def worker_identity() -> dict[str, Any]:
-    """Who runs a trial: host, boot id, PID namespace, process id, its start time, thread."""
-    pid = os.getpid()
+def worker_identity(pid: int | None = None) -> dict[str, Any]:
+    """Who runs a trial: host, boot id, PID namespace, process id, its start time, thread.
+
+    Args:
+        pid: Another process of this machine that runs the trial (an ask/tell
+            client); default: this one.
+    """
+    own = pid is None
+    pid = os.getpid() if pid is None else pid
     return {
         **_machine(),
         "pid": pid,
         "start": _process_start(pid),
-        "thread": threading.current_thread().name,
+        "thread": threading.current_thread().name if own else "ask/tell",
     }
 
 

@@ -97,26 +97,38 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-#: The first bytes of every SQLite 3 database file.
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def _check_sqlite_header(path: Path) -> None:
-    """A file that exists must be a SQLite database (an empty file becomes one)."""
+    """A file that exists must be a SQLite database (an empty file becomes one).
+
+    Asked through SQLite, never with ``open()``: closing any other descriptor of a
+    database file drops every POSIX lock this process holds on it (SQLite's documented
+    pitfall), so a process that polls its own open database this way lets another
+    process reset the WAL under it, and its next read sees a malformed image.
+    """
+    import sqlite3
+
+    if path.stat().st_size == 0:
+        return
     try:
-        with path.open("rb") as file:
-            head = file.read(len(SQLITE_HEADER))
-    except OSError as error:
-        raise StorageError(
-            f"Cannot read the search database {str(path)!r} ({error.strerror}). "
-            f"Check its permissions or choose another --storage."
-        ) from None
-    if head and head != SQLITE_HEADER:
-        raise StorageError(
-            f"{str(path)!r} is not a SQLite database (it does not start with SQLite's "
-            f"header), so it holds no search; pass --storage with the database the search "
-            f"used, or a new file name to start one."
-        )
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            connection.execute("PRAGMA schema_version").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as error:
+        reason = str(error)
+        if "not a database" in reason:
+            raise StorageError(
+                f"{str(path)!r} is not a SQLite database (it does not start with SQLite's "
+                f"header), so it holds no search; pass --storage with the database the "
+                f"search used, or a new file name to start one."
+            ) from None
+        if "unable to open" in reason:
+            raise StorageError(
+                f"Cannot read the search database {str(path)!r} ({reason}). "
+                f"Check its permissions or choose another --storage."
+            ) from None
+        # busy or locked: opening the storage waits for it and reports what remains
 
 
 def _check_not_another_apps(path: Path) -> None:

@@ -64,7 +64,7 @@ LAYERS: dict[str, list[set[str]]] = {
         {"_diagnosis"},
         {"_objective"},
         {"_final", "_range_test"},
-        {"_builtin"},
+        {"_builtin", "_function"},  # the built-in tasks; a train function of the user's
         {"__init__"},
     ],
     "search": [
@@ -76,7 +76,7 @@ LAYERS: dict[str, list[set[str]]] = {
         {"_read"},  # the read side: a search's stage studies, one summary per stage
         {"_notes", "_resume", "_report", "_export", "_dashboard", "_models"},
         {"_search"},  # StagedSearch
-        {"_workers"},  # N processes of one search
+        {"_workers", "_asktell"},  # N processes of one search; trials run outside
         {"__init__", "_cli"},  # the face; the command, imported by nothing but __main__
         {"__main__"},
     ],
