@@ -382,7 +382,9 @@ def external_search(
     stored = read_settings(backend, name) if stages else None
     first = optuna.load_study(study_name=stages[0][0], storage=backend) if stages else None
     if plan is None:
-        plan = plan_from_dict(stored.plan) if stored else default_plan("mlp")
+        # The stored plan is complete: read as written, not as an inheriting plan file
+        # (which would give a plan without an epoch budget the profile's default one).
+        plan = plan_from_dict({**stored.plan, "inherit": False}) if stored else default_plan("mlp")
     if epochs is None:
         epochs = int(stored.epochs) if stored else 20
     if direction is None:
