@@ -65,7 +65,7 @@ def test_mlflow_gets_one_run_per_finished_trial_of_every_stage(
 def test_an_unpicklable_callback_for_workers_says_how_to_wrap_it(tmp_path: Path) -> None:
     callback = mlflow_integration.MLflowCallback(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
     search = StagedSearch(
-        core_plan("mlp", n_trials=1), "digits-mlp", storage=str(tmp_path / "s.db"),
+        core_plan("mlp", n_trials=2), "digits-mlp", storage=str(tmp_path / "s.db"),
         progress=None, callbacks=[callback],
     )  # fmt: skip
     with pytest.raises(SearchError, match=r"wrap it as stagetune.search.PerProcess"):
