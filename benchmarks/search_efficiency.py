@@ -58,7 +58,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +176,7 @@ class Job:
     seed: int
     trials: int
     epochs: int
+    variant: str = ""
 
     @property
     def budget(self) -> int:
@@ -324,10 +325,37 @@ def run_joint(job: Job, task: Task, plan: Plan, *, sampler_kind: str, prune: boo
     return [_trial_record(t, seed + t.number) for t in study.trials]
 
 
+def _lr_successive_halving(plan: Plan) -> Plan:
+    """The LR stage prunes by successive halving (rungs at 1/9, 1/3 and all of a trial's
+    epochs, a third promoted at each) instead of the median from 25%."""
+    from stagetune.spaces import PrunerSpec
+
+    sh = PrunerSpec("successive_halving", warmup_fraction=1 / 9)
+    stages = tuple(dataclasses.replace(s, pruner=sh) if s.name == "lr" else s for s in plan.stages)
+    return dataclasses.replace(plan, stages=stages)
+
+
+def _reuse_incumbent(plan: Plan) -> Plan:
+    """Each stage records the best configuration so far from the stage that trained it
+    (``Stage.incumbent = "reuse"``) instead of training it again as its first trial."""
+    stages = tuple(dataclasses.replace(s, incumbent="reuse") for s in plan.stages)
+    return dataclasses.replace(plan, stages=stages)
+
+
+#: Changes to the staged plan measured against it seed by seed (``--variant``): each
+#: takes the task's plan (its three search stages) and returns the changed plan.
+VARIANTS: dict[str, Callable[[Plan], Plan]] = {
+    "lr-sh": _lr_successive_halving,
+    "reuse": _reuse_incumbent,
+}
+
+
 def run_staged(job: Job, task: Task, plan: Plan, *, prune: bool) -> list[Any]:
     """The plan at the job's budget through ``StagedSearch`` (in-memory storage); its trials."""
     from stagetune.search import StagedSearch
 
+    if job.variant:
+        plan = VARIANTS[job.variant](plan)
     staged = budget_plan(plan, job.trials, prune=prune)
     seed = SEED_STRIDE * job.seed
     search = StagedSearch(
@@ -341,11 +369,22 @@ def run_staged(job: Job, task: Task, plan: Plan, *, prune: bool) -> list[Any]:
         progress=None,
     )
     search.run()
+    from stagetune.storage import TrialSystemAttr
+
     records = []
+    seeds: dict[tuple[str, int], int] = {}  # (study, trial number) -> torch seed
     for index, stage in enumerate(staged.stages):
-        study = optuna.load_study(study_name=f"{search.name}/{stage.name}", storage=search.storage)
+        name = f"{search.name}/{stage.name}"
+        study = optuna.load_study(study_name=name, storage=search.storage)
         offset = seed + search.seed_offset(index)
-        records += [_trial_record(t, offset + t.number, stage.name) for t in study.trials]
+        for t in study.trials:
+            # a reused trial (Stage.incumbent) was trained, and is scored, as its source
+            source = t.system_attrs.get(TrialSystemAttr.REUSED)
+            own = offset + t.number
+            seeds[name, t.number] = (
+                own if source is None else seeds[source["study"], source["number"]]
+            )
+            records.append(_trial_record(t, seeds[name, t.number], stage.name))
     return records
 
 
@@ -527,16 +566,19 @@ def bootstrap_mean(
 
 
 def paired(
-    methods: Mapping[str, Sequence[Mapping[str, Any]]], budget: int, direction: str
+    methods: Mapping[str, Sequence[Mapping[str, Any]]],
+    budget: int,
+    direction: str,
+    against: Sequence[str] = PAIRED_WITH,
 ) -> dict[str, dict[str, Any]]:
-    """Per other method and fraction: staged minus it, seed by seed (positive: staged
-    better, in test points), with the mean's bootstrap interval."""
+    """Per other method (of ``against``) and fraction: staged minus it, seed by seed
+    (positive: staged better, in test points), with the mean's bootstrap interval."""
     if "staged" not in methods:
         return {}
     sign = 1.0 if direction == "maximize" else -1.0
     staged = {r["job"]["seed"]: r for r in methods["staged"]}
     out: dict[str, dict[str, Any]] = {}
-    for other in PAIRED_WITH:
+    for other in against:
         if other not in methods:
             continue
         theirs = {r["job"]["seed"]: r for r in methods[other]}
@@ -747,6 +789,18 @@ def markdown(analysis: Mapping[str, Any], *, command: str, note: str = "") -> st
     return "\n".join(lines)
 
 
+def _paired_cell(cell: Mapping[str, Any] | None) -> str:
+    """``mean [low, high] (seeds)`` in test points, ``-`` where no seed was paired."""
+    if cell is None:
+        return "-"
+    interval = (
+        "[-]"
+        if math.isnan(cell["low"])
+        else f"[{cell['low'] * 100:+.2f}, {cell['high'] * 100:+.2f}]"
+    )
+    return f"{cell['mean'] * 100:+.2f} {interval} ({cell['n']})"
+
+
 def _paired_text(info: Mapping[str, Any]) -> list[str]:
     rows = info.get("paired") or {}
     if not rows:
@@ -759,19 +813,9 @@ def _paired_text(info: Mapping[str, Any]) -> list[str]:
         "|---|---|---|---|",
     ]
     for other, row in rows.items():
-        cells = []
-        for fraction in FRACTIONS:
-            cell = row.get(str(fraction))
-            if cell is None:
-                cells.append("-")
-                continue
-            interval = (
-                "[-]"
-                if math.isnan(cell["low"])
-                else f"[{cell['low'] * 100:+.2f}, {cell['high'] * 100:+.2f}]"
-            )
-            cells.append(f"{cell['mean'] * 100:+.2f} {interval} ({cell['n']})")
-        lines.append(f"| {other} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {other} | " + " | ".join(_paired_cell(row.get(str(f))) for f in FRACTIONS) + " |"
+        )
     lines.append("")
     return lines
 
@@ -881,9 +925,10 @@ def plot(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
 # --- running -------------------------------------------------------------------------------
 
 
-def make_jobs(preset: Preset) -> list[Job]:
+def make_jobs(preset: Preset, variant: str = "") -> list[Job]:
     """Every (task, method, seed) job, seed by seed: stopped early, a run leaves the
-    largest complete set of paired seeds."""
+    largest complete set of paired seeds. With ``variant``, the staged jobs only, each
+    running that variant of the plan."""
     from stagetune.objectives import get_task
 
     jobs = []
@@ -891,8 +936,10 @@ def make_jobs(preset: Preset) -> list[Job]:
         for budget in preset.budgets:
             epochs = budget.epochs or get_task(budget.task).epochs
             for method in METHODS:
+                if variant and method != "staged":
+                    continue
                 if seed < preset.seeds.get(method, 0):
-                    jobs.append(Job(budget.task, method, seed, budget.trials, epochs))
+                    jobs.append(Job(budget.task, method, seed, budget.trials, epochs, variant))
     return jobs
 
 
@@ -949,6 +996,67 @@ def report(
     return analysis
 
 
+def compare_variant(folder: Path, variant: str, jobs: Sequence[Job], *, command: str) -> str:
+    """The variant's staged runs (``folder/variants/<variant>/raw``) against the plan's
+    own (``folder/raw``) and the joint searches there, seed by seed; its Markdown."""
+    variant_runs = load_runs(folder / "variants" / variant, jobs)
+    base_jobs = [dataclasses.replace(j, variant="") for j in jobs]
+    others = [
+        r
+        for r in load_runs(folder)
+        if r["job"]["method"] in ("staged", "tpe", "random")
+        and _job_of(r)
+        in {
+            dataclasses.astuple(dataclasses.replace(j, method=r["job"]["method"]))
+            for j in base_jobs
+        }
+    ]
+    doc = VARIANTS[variant].__doc__ or ""
+    lines = [
+        f"# Variant `{variant}` of the staged plan, seed by seed",
+        "",
+        f"Command: `{command}`",
+        "",
+        " ".join(doc.split()),
+        "",
+        "Test points of the variant's pick minus the other's, same seed and budget "
+        "(> 0: the variant better): mean [90% bootstrap interval] (seeds). `staged`: the "
+        "plan as it is.",
+        "",
+    ]
+    tasks = sorted({r["job"]["task"] for r in variant_runs})
+    for task in tasks:
+        mine = [r for r in variant_runs if r["job"]["task"] == task]
+        theirs = [r for r in others if r["job"]["task"] == task]
+        methods: dict[str, list[Mapping[str, Any]]] = {"staged": mine}
+        for run in theirs:
+            name = "base" if run["job"]["method"] == "staged" else run["job"]["method"]
+            methods.setdefault(name, []).append(run)
+        rows = paired(methods, mine[0]["budget"], mine[0]["direction"], ("base", "tpe", "random"))
+        spent = [r["epochs_spent"] / r["budget"] for r in mine]
+        trials = statistics.median(len(r["trials"]) for r in mine)
+        lines += [
+            f"## {task}",
+            "",
+            f"Variant: {len(mine)} seeds, median {trials:g} trials, epochs spent "
+            f"{100 * min(spent):.1f}-{100 * max(spent):.1f}% of the budget.",
+            "",
+            "| variant minus | @25% | @50% | @100% |",
+            "|---|---|---|---|",
+        ]
+        for other, row in rows.items():
+            label = "staged" if other == "base" else other
+            lines.append(
+                f"| {label} | "
+                + " | ".join(_paired_cell(row.get(str(f))) for f in FRACTIONS)
+                + " |"
+            )
+        lines.append("")
+    text = "\n".join(lines)
+    (folder / "variants" / f"{variant}.md").write_text(text)
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="reduced")
@@ -956,6 +1064,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--seeds", type=int, default=None, help="at most this many seeds per method"
     )
     parser.add_argument("--tasks", nargs="*", default=None, help="only these tasks")
+    parser.add_argument(
+        "--methods", nargs="*", default=None, choices=METHODS, help="only these methods"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--fresh", action="store_true", help="ignore raw results already there")
@@ -964,18 +1075,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--stem", default="search_efficiency", help="name of the .md/.json/.png written"
     )
+    parser.add_argument(
+        "--variant",
+        choices=sorted(VARIANTS),
+        default=None,
+        help="run this variant of the staged plan (into OUT/variants/NAME) and compare it "
+        "seed by seed with the plan's own staged runs and the joint searches in OUT",
+    )
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
     if args.tasks:
         preset = Preset(tuple(b for b in preset.budgets if b.task in args.tasks), preset.seeds)
     if args.seeds is not None:
         preset = preset.with_seeds(args.seeds)
+    if args.methods:
+        preset = Preset(preset.budgets, {m: preset.seeds.get(m, 0) for m in args.methods})
     # The command that produces these results (``--report-only`` re-reads them).
     command = f".venv/bin/python benchmarks/search_efficiency.py --preset {args.preset}"
     if args.seeds is not None:
         command += f" --seeds {args.seeds}"
     if args.tasks:
         command += " --tasks " + " ".join(args.tasks)
+    if args.methods:
+        command += " --methods " + " ".join(args.methods)
+    if args.variant:
+        command += f" --variant {args.variant}"
+        jobs = make_jobs(preset, args.variant)
+        folder = args.out / "variants" / args.variant
+        if not args.report_only:
+            run_all(jobs, folder, workers=args.workers)
+        print(compare_variant(args.out, args.variant, jobs, command=command.strip()))
+        return 0
     jobs = make_jobs(preset)
     if not args.report_only:
         if args.fresh and (args.out / "raw").exists():

@@ -67,6 +67,7 @@ def open_stage(
     *,
     check: Callable[[StageLineage], None],
     first_trial: dict[str, Any],
+    reused: optuna.trial.FrozenTrial | None = None,
     on_open: Callable[[], None] | None = None,
 ) -> StageLineage:
     """Write the stage's lineage and queue its first trial, once among all workers.
@@ -77,6 +78,8 @@ def open_stage(
         check: Raises if the stored lineage belongs to another plan.
         first_trial: Parameters of the first trial, queued if the study has no trial
             (nothing is queued when it is empty).
+        reused: The first trial already measured (an earlier stage's, ``Stage.incumbent``):
+            added to the study as it is instead of queueing ``first_trial``.
         on_open: Called under the lock when the stage is not done yet (notes).
 
     Returns:
@@ -90,8 +93,11 @@ def open_stage(
                 return stored
         else:
             write_lineage(study, lineage)
-        if first_trial and not study.get_trials(deepcopy=False):
-            study.enqueue_trial(first_trial)
+        if not study.get_trials(deepcopy=False):
+            if reused is not None:
+                study.add_trial(reused)
+            elif first_trial:
+                study.enqueue_trial(first_trial)
         if on_open is not None:
             on_open()
         return read_lineage(study) or lineage

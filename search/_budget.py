@@ -65,8 +65,11 @@ def trained_epochs(trial: FrozenTrial) -> int:
     """Epochs a finished trial trained, a pruned trial's partial epochs included.
 
     Its reported epochs, plus one when a non-finite loss ended it in an epoch it
-    did not report (that epoch trained too).
+    did not report (that epoch trained too); none for a trial that an earlier stage
+    trained and this one reuses (``Stage.incumbent``).
     """
+    if TrialSystemAttr.REUSED in trial.system_attrs:
+        return 0
     reported = len(trial.intermediate_values)
     reason = str(trial.user_attrs.get(PRUNE_REASON_ATTR, ""))
     return reported + 1 if "non-finite" in reason else reported

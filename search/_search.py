@@ -315,7 +315,7 @@ class StagedSearch:
             # the ranges the earlier stages decided (LR window, step 4's direction)
             stage = context.resolve(planned, carried, self.plan.defaults)
             budget = self.stage_budget(index, spent)
-            entered = self._enter_stage(index, stage, carried, budget, context.attrs[stage.name])
+            entered = self._enter_stage(index, stage, carried, budget, context)
             if isinstance(entered, OpenStage):
                 yield entered
                 entered = self.close(entered)
@@ -426,10 +426,15 @@ class StagedSearch:
         stage: Stage,
         carried: Mapping[str, tuple[Param, Any]],
         budget: StageBudget,
-        stage_attrs: Mapping[str, Any] | None = None,
+        context: _stages.StageContext,
     ) -> OpenStage | StageSummary:
         """Open stage ``index`` in storage; its summary if it is done already."""
         fixed = {n: v for n, (_, v) in carried.items() if n not in stage.param_names}
+        stage_attrs = context.attrs.get(stage.name)
+        first = self._first_trial(stage, carried)
+        reused = context.reused_trial(
+            stage, first=first, carried=carried, fixed=fixed, defaults=self.plan.defaults
+        )
         study = self._open_study(index, stage, fixed, budget)
         lineage = StageLineage(
             search=self.name,
@@ -461,7 +466,8 @@ class StagedSearch:
             study,
             lineage,
             check=lambda existing: self._check_same_plan(existing, lineage),
-            first_trial=self._first_trial(stage, carried),
+            first_trial=first,
+            reused=reused,
             on_open=started,
         )
         if stored.done:

@@ -34,7 +34,7 @@ from stagetune.spaces import (
     directed_param,
     narrow_lr_range,
 )
-from stagetune.storage import StudyAttr, TrialAttr, write_attrs
+from stagetune.storage import StudyAttr, TrialAttr, TrialSystemAttr, write_attrs
 
 if TYPE_CHECKING:
     import optuna
@@ -127,6 +127,7 @@ class StageContext:
     range_test_window: float = 10.0
     narrow: bool = True
     last_best: optuna.trial.FrozenTrial | None = None
+    last_study: str | None = None
     attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def resolve(self, stage: Stage, carried: Carried, defaults: Mapping[str, Any]) -> Stage:
@@ -219,6 +220,56 @@ class StageContext:
             self.narrow = stage.range_test.narrow
         elif stage.kind in ("search", "regularization"):
             self.last_best = study.best_trial
+            self.last_study = study.study_name
+
+    def reused_trial(
+        self,
+        stage: Stage,
+        *,
+        first: Mapping[str, Any],
+        carried: Carried,
+        fixed: Mapping[str, Any],
+        defaults: Mapping[str, Any],
+    ) -> optuna.trial.FrozenTrial | None:
+        """The stage's first trial as the latest search stage measured it, to record
+        instead of training it again (``Stage.incumbent = "reuse"``); ``None`` when the
+        stage re-trains, has no earlier best, or its first trial is another configuration.
+
+        Args:
+            stage: The stage about to open.
+            first: The values its first trial would be queued with (``_first_trial``).
+            carried: Every value the stages before it decided, with its parameter.
+            fixed: Those this stage does not search.
+            defaults: The plan's defaults.
+        """
+        best = self.last_best
+        if stage.incumbent != "reuse" or best is None or best.value is None:
+            return None
+        if set(first) != set(stage.param_names):
+            return None  # a value outside this stage's ranges: the first trial is sampled
+        wanted = {**defaults, **fixed, **first}
+        had = {**defaults, **best.params}
+        if any(wanted.get(k) != had.get(k) for k in {*wanted, *had}):
+            return None
+        from optuna.distributions import BaseDistribution
+        from optuna.trial import TrialState, create_trial
+
+        # what the stage's objective suggests: the carried parameters, then its own
+        params = [p for n, (p, _) in carried.items() if n in fixed] + list(stage.params)
+        distributions: dict[str, BaseDistribution] = {p.name: p.distribution() for p in params}
+        source = best.system_attrs.get(TrialSystemAttr.REUSED) or {
+            "study": self.last_study,
+            "number": best.number,
+        }
+        return create_trial(
+            state=TrialState.COMPLETE,
+            value=best.value,
+            params={name: wanted[name] for name in distributions},
+            distributions=distributions,
+            user_attrs=dict(best.user_attrs),
+            system_attrs={TrialSystemAttr.REUSED: source},
+            intermediate_values=dict(best.intermediate_values),
+        )
 
 
 def build_objective(

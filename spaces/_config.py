@@ -103,6 +103,7 @@ _STAGE_KEYS = (
     "range_test",
     "epochs",
     "early_stopping_patience",
+    "incumbent",
 )
 _CUSTOM = "custom"
 
@@ -298,6 +299,9 @@ def _build_stage(where: str, name: str, entry: Mapping[str, Any], base: Stage | 
         "n_trials": entry.get("n_trials", base.n_trials if base else 1),
         "share": entry.get("share", base.share if base and base.kind == kind else None),
         "why": entry.get("why", base.why if base else ""),
+        "incumbent": entry.get(
+            "incumbent", base.incumbent if base and base.kind == kind else "retrain"
+        ),
         "kind": kind,
         "pruner": _spec(f"{where}.pruner", PrunerSpec, entry.get("pruner"), base and base.pruner),
         "sampler": _spec(
@@ -399,6 +403,7 @@ def _stage_lines(stage: Stage) -> list[str]:
         value = getattr(stage, option)
         if value is not None:
             lines.append(f"{option} = {_value(value)}")
+    lines.append(f"incumbent = {_value(stage.incumbent)}")
     lines.append("")
     if not stage.params:
         lines += ["[stages.params]", ""]

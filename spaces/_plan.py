@@ -23,6 +23,8 @@ StageKind = Literal["search", "lr_range_test", "regularization", "final"]
 #: step 4, searches ``params`` in the direction the fit diagnosis gives; ``final``:
 #: step 5, one full run with everything tuned and early stopping.
 STAGE_KINDS: tuple[str, ...] = ("search", "lr_range_test", "regularization", "final")
+#: How a stage starts from the best configuration so far (``Stage.incumbent``).
+INCUMBENT_MODES: tuple[str, ...] = ("retrain", "reuse")
 #: Kinds that run exactly one trial.
 SINGLE_RUN_KINDS: tuple[str, ...] = ("lr_range_test", "final")
 PrunerKind = Literal["median", "successive_halving", "none"]
@@ -162,6 +164,12 @@ class Stage:
             shares of the plan's other stages (``Plan.stage_fractions``); ``None``:
             the stage counts ``n_trials`` instead (grid stages, the range test, the
             final run).
+        incumbent: How the stage's first trial, the best configuration so far, is
+            measured: ``"retrain"`` trains it again (a second sample of a noisy
+            metric, at a trial's cost); ``"reuse"`` records the earlier stage's trial
+            in this stage's study (its value and learning curve, 0 epochs) so that
+            the stage's whole share goes to new configurations. Only a stage whose
+            first trial is exactly that configuration reuses it.
 
     Example:
         >>> from spaces import FloatParam
@@ -180,6 +188,7 @@ class Stage:
     epochs: int | None = None
     early_stopping_patience: int | None = None
     share: float | None = None
+    incumbent: str = "retrain"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
@@ -208,6 +217,11 @@ class Stage:
                 f"stage {self.name!r}: n_trials must be >= 1, but got {self.n_trials!r}."
             )
         self._check_share()
+        if self.incumbent not in INCUMBENT_MODES:
+            raise SpaceError(
+                f"stage {self.name!r}: unknown incumbent {self.incumbent!r}; allowed: "
+                f"{', '.join(INCUMBENT_MODES)}."
+            )
 
     def _check_share(self) -> None:
         share = self.share
@@ -299,6 +313,8 @@ class Stage:
         for option in ("epochs", "early_stopping_patience", "share"):
             if getattr(self, option) is not None:
                 out[option] = getattr(self, option)
+        if self.incumbent != "retrain":  # the default leaves older plans' fingerprints alone
+            out["incumbent"] = self.incumbent
         return out
 
 

@@ -117,3 +117,6 @@ class TrialSystemAttr:
     #: The most epochs a trial claimed under an epoch budget may train; set under the
     #: search lock when the trial is claimed (``stagetune.search._budget``).
     EPOCH_CAP: Final = "stagetune_epoch_cap"
+    #: A stage's first trial recorded, not trained (``Stage.incumbent = "reuse"``): the
+    #: trial it repeats, ``{"study": name, "number": n}``; it trained 0 of the stage's epochs.
+    REUSED: Final = "stagetune:reused"

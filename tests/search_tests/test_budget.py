@@ -23,7 +23,7 @@ from stagetune.search._budget import (
     trained_epochs,
 )
 from stagetune.spaces import core_plan, default_plan
-from stagetune.storage import WORKER_ATTR, open_storage
+from stagetune.storage import WORKER_ATTR, TrialSystemAttr, open_storage
 from tests.conftest import StorageSupplier
 from tests.search_tests.nothing_lost import (
     STAGES,
@@ -289,3 +289,100 @@ def test_profiles_show_the_budget_and_the_shares(capsys: pytest.CaptureFixture[s
     plan_file = capsys.readouterr().out
     assert "budget = 22" in plan_file
     assert "share = 0.45" in plan_file
+
+
+def _reusing(plan: Any) -> Any:
+    import dataclasses
+
+    stages = tuple(
+        dataclasses.replace(s, incumbent="reuse") if s.name != "lr" else s for s in plan.stages
+    )
+    return dataclasses.replace(plan, stages=stages)
+
+
+def test_a_stage_reuses_the_incumbent_instead_of_training_it_again(sqlite_url: str) -> None:
+    plan = _reusing(core_plan("mlp", budget=6))
+    search = StagedSearch(
+        plan, "digits-mlp", storage=sqlite_url, name="r", epochs=4, progress=None
+    )
+    result = search.run()
+    assert_nothing_lost(sqlite_url, "r", epochs=4, epoch_budget=24)
+    found = studies(sqlite_url, "r")
+    lr_best = found["lr"].best_trial
+    first = found["weight_decay"].trials[0]
+    assert first.system_attrs[TrialSystemAttr.REUSED] == {
+        "study": "r/lr",
+        "number": lr_best.number,
+    }
+    assert first.value == lr_best.value
+    assert first.intermediate_values == lr_best.intermediate_values
+    assert first.params == {
+        "lr": lr_best.params["lr"],
+        "weight_decay": plan.defaults["weight_decay"],
+    }
+    assert trained_epochs(first) == 0
+    # the stage's whole share went to new configurations: every other trial trained
+    wd = result.stages[1]
+    assert wd.epochs_spent == sum(trained_epochs(t) for t in found["weight_decay"].trials[1:])
+    # a reused trial that stays best is reused again, naming the trial that trained it
+    reg_first = found["regularization"].trials[0]
+    if (
+        TrialSystemAttr.REUSED in reg_first.system_attrs
+        and found["weight_decay"].best_trial is first
+    ):
+        assert reg_first.system_attrs[TrialSystemAttr.REUSED]["study"] == "r/lr"
+    before = snapshot(sqlite_url, "r")
+    StagedSearch(plan, "digits-mlp", storage=sqlite_url, name="r", epochs=4, progress=None).run()
+    assert snapshot(sqlite_url, "r") == before
+
+
+def test_a_reused_trial_records_what_retraining_it_would(sqlite_url: str) -> None:
+    """Same parameters and distributions as the trial the stage would train instead."""
+    plan = core_plan("mlp", budget=6)
+    StagedSearch(plan, "digits-mlp", storage=sqlite_url, name="a", epochs=3, progress=None).run()
+    StagedSearch(
+        _reusing(plan), "digits-mlp", storage=sqlite_url, name="b", epochs=3, progress=None
+    ).run()
+    retrained = studies(sqlite_url, "a")["weight_decay"].trials[0]
+    reused = studies(sqlite_url, "b")["weight_decay"].trials[0]
+    assert TrialSystemAttr.REUSED not in retrained.system_attrs
+    assert TrialSystemAttr.REUSED in reused.system_attrs
+    assert reused.params == retrained.params
+    assert reused.distributions == retrained.distributions
+    assert reused.user_attrs["config"] == retrained.user_attrs["config"]
+
+
+def test_a_stage_whose_first_trial_is_another_configuration_trains_it() -> None:
+    from stagetune.search._stages import StageContext
+    from stagetune.spaces import FloatParam, Stage
+
+    best = optuna.trial.create_trial(
+        value=0.9,
+        params={"lr": 0.01},
+        distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)},
+    )
+    lr = FloatParam("lr", 1e-4, 1e-1, log=True)
+    stage = Stage("wd", (FloatParam("weight_decay", 1e-5, 1e-2, log=True),), 4, incumbent="reuse")
+    context = StageContext(last_best=best, last_study="s/lr")
+    carried = {"lr": (lr, 0.01)}
+    kwargs: dict[str, Any] = {"carried": carried, "fixed": {"lr": 0.01}}
+    defaults = {"weight_decay": 1e-4, "dropout": 0.1}
+    same = context.reused_trial(stage, first={"weight_decay": 1e-4}, defaults=defaults, **kwargs)
+    assert same is not None and same.params == {"lr": 0.01, "weight_decay": 1e-4}
+    # the first trial differs from the incumbent (another weight decay, or another lr)
+    assert (
+        context.reused_trial(stage, first={"weight_decay": 1e-3}, defaults=defaults, **kwargs)
+        is None
+    )
+    other = {"carried": {"lr": (lr, 0.02)}, "fixed": {"lr": 0.02}}
+    assert (
+        context.reused_trial(stage, first={"weight_decay": 1e-4}, defaults=defaults, **other)
+        is None
+    )
+    # the default outside the stage's range: its first trial is sampled, not reused
+    assert context.reused_trial(stage, first={}, defaults=defaults, **kwargs) is None
+    retrain = Stage("wd", stage.params, 4)
+    assert (
+        context.reused_trial(retrain, first={"weight_decay": 1e-4}, defaults=defaults, **kwargs)
+        is None
+    )

@@ -263,3 +263,18 @@ def test_bad_budgets_and_shares_fail_with_one_message(text: str, message: str) -
     with pytest.raises(PlanFileError) as error:
         plan_from_toml(text)
     assert message in str(error.value)
+
+
+def test_a_plan_file_sets_how_a_stage_measures_its_incumbent() -> None:
+    plan = plan_from_toml(
+        'profile = "mlp"\n[[stages]]\nname = "lr"\n'
+        '[[stages]]\nname = "weight_decay"\nincumbent = "reuse"\n'
+    )
+    assert [s.incumbent for s in plan.stages] == ["retrain", "reuse"]
+    assert plan_from_toml(plan_to_toml(plan)) == plan
+    # the default stays out of the fingerprint: plans stored before the option resume
+    assert "incumbent" not in plan.stages[0].to_dict()
+    assert plan.stages[1].to_dict()["incumbent"] == "reuse"
+    with pytest.raises(PlanFileError) as error:
+        plan_from_toml('[[stages]]\nname = "lr"\nincumbent = "keep"')
+    assert "stage 'lr': unknown incumbent 'keep'; allowed: retrain, reuse." in str(error.value)
