@@ -31,13 +31,20 @@ from tests.search_tests.nothing_lost import (
 )
 
 
-def wait_until_both_mid_trial(url: str, name: str, process: Any) -> None:
-    """Wait until two workers each run a trial that has reported an epoch."""
+def wait_until_both_mid_trial(
+    url: str, name: str, process: Any, *, before_epoch: int | None = None
+) -> None:
+    """Wait until two workers each run a trial that has reported an epoch (and, with
+    ``before_epoch``, fewer than that many: on a loaded machine one worker may start
+    its trial late, when the other's is nearly done; the next stage starts both at
+    once, after the barrier)."""
+
+    def mid(trial: Any) -> bool:
+        reported = len(trial.intermediate_values)
+        return reported > 0 and (before_epoch is None or reported < before_epoch)
+
     wait_until(
-        lambda: (
-            len(workers_of([t for _, t in running_trials(url, name) if t.intermediate_values]))
-            == 2
-        ),
+        lambda: len(workers_of([t for _, t in running_trials(url, name) if mid(t)])) == 2,
         process=process,
         what="both workers to be mid-trial",
     )
@@ -143,10 +150,10 @@ def test_stopping_the_parent_stops_every_worker_cleanly(
     """SIGTERM reaches the workers through the parent; SIGKILL through the kernel
     (each worker asked for SIGTERM when its parent dies)."""
     url = f"sqlite:///{tmp_path / 'term.db'}"
-    # 60 epochs: long enough that neither trial ends between the poll and the signal
-    # (both workers start their trials at about the same time, but not at once).
+    # 60 epochs, each trial signalled before its 30th: neither ends between the poll
+    # and the signal.
     process = start(stagetune(url, "term", "--workers", "2", trials=2, epochs=60))
-    wait_until_both_mid_trial(url, "term", process)
+    wait_until_both_mid_trial(url, "term", process, before_epoch=30)
     os.kill(process.pid, signum)
     code, _, err = finish(process, timeout=120)
     assert code == (128 + signum if signum == signal.SIGTERM else -signum), err
