@@ -42,3 +42,13 @@ def fmt_range(spec: Mapping[str, Any]) -> str:
         return "{" + ", ".join(fmt(c) for c in spec["choices"]) + "}"
     scale = ", log" if spec.get("log") else ""
     return f"{fmt(spec.get('low'))} – {fmt(spec.get('high'))}{scale}"
+
+
+def edge_lines(edges: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One warning per value at an end of its range."""
+    return [
+        f"best {name}={edge['value']:.3g} at the {'top' if edge['side'] == 'high' else 'bottom'} "
+        f"of its range [{edge['low']:.3g}, {edge['high']:.3g}]: the optimum may lie "
+        f"{'above' if edge['side'] == 'high' else 'below'} it (a plan file can widen the range)"
+        for name, edge in edges.items()
+    ]

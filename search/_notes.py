@@ -14,10 +14,16 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from stagetune.search._format import fmt, fmt_range, fmt_signed
+from stagetune.search._format import edge_lines, fmt, fmt_range, fmt_signed
 from stagetune.search._read import StageSummary, summarize
 from stagetune.spaces import PRIORITY_ORDER, Plan, Stage
-from stagetune.storage import SearchSettings, StageLineage, read_lineage, search_stages
+from stagetune.storage import (
+    SearchSettings,
+    StageLineage,
+    StudyAttr,
+    read_lineage,
+    search_stages,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -88,6 +94,9 @@ def _body(
 ) -> str:
     stage = plan.stages[index]
     body = stage_note(stage, facts[stage.name], previous, metric=metric, defaults=plan.defaults)
+    edges = edge_lines(studies[index].user_attrs.get(StudyAttr.RANGE_EDGES) or {})
+    if edges:
+        body += "\n\n" + "\n".join(f"**At the edge:** {line}." for line in edges)
     if index != 0:
         return body
     settings = SearchSettings.from_attrs(studies[0].user_attrs)

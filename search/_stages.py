@@ -25,6 +25,7 @@ from stagetune.objectives import (
     diagnose_fit,
     summarize_lr_diagnoses,
 )
+from stagetune.search._format import edge_lines
 from stagetune.spaces import (
     FloatParam,
     IntParam,
@@ -33,6 +34,7 @@ from stagetune.spaces import (
     Stage,
     directed_param,
     narrow_lr_range,
+    range_edge,
 )
 from stagetune.storage import StudyAttr, TrialAttr, TrialSystemAttr, write_attrs
 
@@ -393,6 +395,9 @@ def stage_ended(stage: Stage, study: optuna.Study) -> None:
     if stage.kind == "lr_range_test" and complete:
         attrs[StudyAttr.RANGE_TEST] = study.best_trial.user_attrs.get(TrialAttr.RANGE_TEST)
         attrs.pop(StudyAttr.LR_DIAGNOSES)
+    if stage.kind == "search" and complete:
+        # step 4's cut ranges end at the current value by design: not for "regularization"
+        attrs[StudyAttr.RANGE_EDGES] = range_edges(stage, study.best_trial.params)
     if stage.kind == "final" and complete:
         best = study.best_trial
         keys = (
@@ -408,6 +413,22 @@ def stage_ended(stage: Stage, study: optuna.Study) -> None:
             **{k: best.user_attrs.get(k) for k in keys},
         }
     write_attrs(study, attrs)
+
+
+def range_edges(stage: Stage, best: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The stage's best values that sit at an end of the range it searched."""
+    edges = {}
+    for param in stage.params:
+        side = range_edge(param, best.get(param.name))
+        if side is not None:
+            spec = param.to_dict()
+            edges[param.name] = {
+                "value": best[param.name],
+                "low": spec.get("low"),
+                "high": spec.get("high"),
+                "side": side,
+            }
+    return edges
 
 
 def stage_line(study: optuna.Study, metric: str) -> str:
@@ -435,6 +456,7 @@ def stage_line(study: optuna.Study, metric: str) -> str:
     diagnoses = attrs.get(StudyAttr.LR_DIAGNOSES)
     if diagnoses:
         parts.append("LR: " + ", ".join(f"{k} {v}" for k, v in diagnoses.items() if v))
+    parts += edge_lines(attrs.get(StudyAttr.RANGE_EDGES) or {})
     return "; ".join(parts)
 
 

@@ -7,7 +7,7 @@ from stagetune.spaces._config import (
     plan_from_toml,
     plan_to_toml,
 )
-from stagetune.spaces._direction import directed_param
+from stagetune.spaces._direction import directed_param, range_edge
 from stagetune.spaces._guide import (
     LEARNING_RATE,
     LR_SYMPTOMS,
@@ -73,5 +73,6 @@ __all__ = [
     "plan_from_dict",
     "plan_from_toml",
     "plan_to_toml",
+    "range_edge",
     "scale_lr",
 ]

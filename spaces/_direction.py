@@ -1,8 +1,11 @@
-"""Step 4's direction: cut a regularizer's range to the side the fit diagnosis asks for."""
+"""Where a search should look next: step 4's direction (cut a regularizer's range to the
+side the fit diagnosis asks for), and a best value at the edge of its range."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
+from typing import Literal
 
 from stagetune.spaces._guide import REGULARIZERS, REGULARIZERS_SOURCE
 from stagetune.spaces._params import CategoricalParam, FloatParam, IntParam, Param
@@ -54,3 +57,40 @@ def directed_param(param: Param, current: object, direction: int) -> Param | Non
     if isinstance(param, IntParam):
         return replace(param, low=int(low), high=int(high), source=note)
     return replace(param, low=float(low), high=float(high), source=note)
+
+
+#: A value this close to an end of its range (as a fraction of the range, on the
+#: parameter's own scale) counts as at that end.
+EDGE_MARGIN = 0.05
+
+
+def range_edge(param: Param, value: object) -> Literal["low", "high"] | None:
+    """Which end of ``param``'s range ``value`` sits at, if any: a stage's best there
+    says that the optimum may lie beyond the range (the guide's ranges are where good
+    values usually are, not bounds; a plan file can widen one).
+
+    Within ``EDGE_MARGIN`` of the range on the parameter's scale (log or linear). A
+    lower bound of 0 on a linear scale is not an edge (no dropout, no smoothing is as
+    far as such a range goes); categorical parameters have none.
+
+    Example:
+        >>> range_edge(FloatParam("lr", 1e-3, 0.1, log=True), 0.09)
+        'high'
+        >>> range_edge(FloatParam("dropout", 0.0, 0.5), 0.0) is None
+        True
+    """
+    if isinstance(param, CategoricalParam):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    low, high, x = float(param.low), float(param.high), float(value)
+    if param.log:
+        if x <= 0:
+            return None
+        low, high, x = math.log(low), math.log(high), math.log(x)
+    position = (x - low) / (high - low)
+    if position >= 1 - EDGE_MARGIN:
+        return "high"
+    if position <= EDGE_MARGIN and (param.log or param.low != 0):
+        return "low"
+    return None

@@ -44,6 +44,9 @@ class StudyAttr:
     LR_WINDOW: Final = "stagetune_lr_window"
     FIT_DIAGNOSIS: Final = "stagetune_fit_diagnosis"
     LR_DIAGNOSES: Final = "stagetune_lr_diagnoses"
+    #: A search stage's best values at an end of their range: ``{name: {"value", "low",
+    #: "high", "side"}}`` (``stagetune.spaces.range_edge``).
+    RANGE_EDGES: Final = "stagetune_range_edges"
     FINAL: Final = "stagetune_final"
 
 

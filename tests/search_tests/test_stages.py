@@ -335,3 +335,29 @@ def test_the_report_plots_the_range_test_and_leaves_its_loss_out_of_the_metric(
     assert "best-per-stage.png" in names
     html = files.html.read_text()
     assert "LR range test" in html and "range_test_min_loss" in html
+
+
+def test_a_best_value_at_the_edge_of_its_range_is_flagged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An LR range that ends at the default, below the good LRs: its best sits at the top."""
+    from optuna_dashboard import get_note
+
+    url = f"sqlite:///{tmp_path / 'edge.db'}"
+    plan = Plan(
+        (Stage("lr", (FloatParam("lr", 1e-7, 1e-3, log=True),), n_trials=3),),
+        defaults={**get_profile("mlp").defaults, "lr": 1e-3},
+    )
+    (tmp_path / "plan.toml").write_text(plan_to_toml(plan))
+    code = main(
+        ["run", "--task", "digits-mlp", "--storage", url, "--name", "e", "--epochs", "3"]
+        + ["--config", str(tmp_path / "plan.toml")]
+    )
+    assert code == 0
+    study = studies(url, "e")["lr"]
+    assert study.best_trial.params["lr"] == 1e-3  # the default, the top of the range
+    edges = study.user_attrs[StudyAttr.RANGE_EDGES]
+    assert edges == {"lr": {"value": 1e-3, "low": 1e-7, "high": 1e-3, "side": "high"}}
+    line = "best lr=0.001 at the top of its range [1e-07, 0.001]: the optimum may lie above it"
+    assert line in capsys.readouterr().out
+    assert f"**At the edge:** {line}" in get_note(study)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stagetune.spaces import CategoricalParam, FloatParam, IntParam
+from stagetune.spaces import CategoricalParam, FloatParam, IntParam, range_edge
 from stagetune.spaces._direction import directed_param
 
 
@@ -37,3 +37,18 @@ def test_nothing_left_on_that_side_and_non_regularizers() -> None:
     assert (cut.low, cut.high) == (0.0, 0.5)  # type: ignore[union-attr]
     hidden = IntParam("hidden", 32, 256)
     assert directed_param(hidden, 64, +1) is hidden
+
+
+def test_a_value_at_an_end_of_its_range_is_at_that_edge() -> None:
+    lr = FloatParam("lr", 1e-3, 0.1, log=True)
+    assert range_edge(lr, 0.1) == "high"
+    assert range_edge(lr, 0.08) == "high"  # log scale: 95% of the way from 1e-3
+    assert range_edge(lr, 0.05) is None
+    assert range_edge(lr, 1.1e-3) == "low"
+    assert range_edge(lr, "0.1") is None
+    dropout = FloatParam("dropout", 0.0, 0.5)
+    assert range_edge(dropout, 0.0) is None  # no dropout: as far as the range goes
+    assert range_edge(dropout, 0.49) == "high"
+    assert range_edge(FloatParam("x", -1.0, 1.0), -0.95) == "low"
+    assert range_edge(IntParam("layers", 1, 21), 20) == "high"
+    assert range_edge(CategoricalParam("batch_size", (32, 64)), 64) is None
