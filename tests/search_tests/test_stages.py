@@ -349,10 +349,9 @@ def test_a_best_value_at_the_edge_of_its_range_is_flagged(
         defaults={**get_profile("mlp").defaults, "lr": 1e-3},
     )
     (tmp_path / "plan.toml").write_text(plan_to_toml(plan))
-    code = main(
-        ["run", "--task", "digits-mlp", "--storage", url, "--name", "e", "--epochs", "3"]
-        + ["--config", str(tmp_path / "plan.toml")]
-    )
+    config = str(tmp_path / "plan.toml")
+    run = ["run", "--task", "digits-mlp", "--storage", url, "--name", "e", "--epochs", "3"]
+    code = main([*run, "--config", config])
     assert code == 0
     study = studies(url, "e")["lr"]
     assert study.best_trial.params["lr"] == 1e-3  # the default, the top of the range
