@@ -24,6 +24,7 @@ StageKind = Literal["search", "lr_range_test", "regularization", "final"]
 #: step 5, one full run with everything tuned and early stopping.
 STAGE_KINDS: tuple[str, ...] = ("search", "lr_range_test", "regularization", "final")
 #: How a stage starts from the best configuration so far (``Stage.incumbent``).
+IncumbentMode = Literal["retrain", "reuse"]
 INCUMBENT_MODES: tuple[str, ...] = ("retrain", "reuse")
 #: Kinds that run exactly one trial.
 SINGLE_RUN_KINDS: tuple[str, ...] = ("lr_range_test", "final")
@@ -188,7 +189,7 @@ class Stage:
     epochs: int | None = None
     early_stopping_patience: int | None = None
     share: float | None = None
-    incumbent: str = "retrain"
+    incumbent: IncumbentMode = "retrain"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
