@@ -41,6 +41,15 @@ def test_learning_rate_table() -> None:
         assert row.search_low <= row.default <= row.search_high
 
 
+def test_sgd_decision_searches_one_10x_fix_above_the_guides_range() -> None:
+    row = guide.LEARNING_RATE["sgd"]
+    assert row.default == row.typical_high == 0.1  # the guide's default ends its range
+    assert (row.search_low, row.search_high) == (row.typical_low, 1.0)
+    assert row.search_high == pytest.approx(row.typical_high * 10)
+    assert "Multiply by 10" in row.decision
+    assert "benchmarks/sgd_range.py" in row.decision
+
+
 def test_adamw_from_scratch_decision_keeps_default_inside_and_widens_by_two_10x_fixes() -> None:
     row = guide.LEARNING_RATE["adamw_scratch"]
     # The guide's range excludes its own default; the decision widens it.
