@@ -789,6 +789,46 @@ def markdown(analysis: Mapping[str, Any], *, command: str, note: str = "") -> st
     return "\n".join(lines)
 
 
+def compare_folders(new: Path, old: Path, jobs: Sequence[Job], *, command: str) -> str:
+    """Each method's runs in ``new`` minus its runs in ``old`` (the same task, method, seed
+    and budget; e.g. before and after a change to a guide range), seed by seed; the
+    Markdown, also written to ``new/comparison.md``."""
+    lines = [
+        f"# `{new.name}` against `{old.name}`, seed by seed",
+        "",
+        f"Command: `{command} --against {old}`",
+        "",
+        "Test points of each method's pick in the new runs minus the same method's pick in "
+        "the old runs, same seed and budget (> 0: the new runs better): mean [90% bootstrap "
+        "interval] (seeds).",
+        "",
+    ]
+    new_runs, old_runs = load_runs(new, jobs), load_runs(old, jobs)
+    for task in sorted({r["job"]["task"] for r in new_runs}):
+        lines += [f"## {task}", "", "| method | @25% | @50% | @100% |", "|---|---|---|---|"]
+        for method in METHODS:
+            mine = [
+                r for r in new_runs if r["job"]["task"] == task and r["job"]["method"] == method
+            ]
+            theirs = [
+                r for r in old_runs if r["job"]["task"] == task and r["job"]["method"] == method
+            ]
+            if not mine or not theirs:
+                continue
+            row = paired(
+                {"staged": mine, "old": theirs},
+                mine[0]["budget"],
+                mine[0]["direction"],
+                ("old",),
+            )["old"]
+            cells = " | ".join(_paired_cell(row.get(str(f))) for f in FRACTIONS)
+            lines.append(f"| {method} | {cells} |")
+        lines.append("")
+    text = "\n".join(lines)
+    (new / "comparison.md").write_text(text)
+    return text
+
+
 def _paired_cell(cell: Mapping[str, Any] | None) -> str:
     """``mean [low, high] (seeds)`` in test points, ``-`` where no seed was paired."""
     if cell is None:
@@ -1076,6 +1116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--stem", default="search_efficiency", help="name of the .md/.json/.png written"
     )
     parser.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        help="a results folder of the same jobs run before a change: compare each method "
+        "seed by seed (OUT minus AGAINST)",
+    )
+    parser.add_argument(
         "--variant",
         choices=sorted(VARIANTS),
         default=None,
@@ -1116,6 +1163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"all {len(jobs)} searches in {time.perf_counter() - started:.0f} s", flush=True)
     report(args.out, jobs, command=command.strip(), note=args.note, stem=args.stem)
     print((args.out / f"{args.stem}.md").read_text())
+    if args.against is not None:
+        print(compare_folders(args.out, args.against, jobs, command=command.strip()))
     return 0
 
 
