@@ -6,6 +6,7 @@ Who wins is not tested here (that is what the benchmark itself measures).
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -160,3 +161,27 @@ def test_smoke_run_writes_the_table_and_the_plot(bench: ModuleType, tmp_path: Pa
     assert "- staged spends 100.0% of the epoch budget at least" in table
     assert (tmp_path / "search_efficiency.png").stat().st_size > 0
     assert len(list((tmp_path / "raw").glob("*.json"))) == len(bench.METHODS)
+
+
+def test_a_variant_runs_the_staged_jobs_and_compares_them_seed_by_seed(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    smoke = ["--preset", "smoke", "--workers", "1", "--out", str(tmp_path)]
+    assert bench.main([*smoke, "--methods", "staged", "tpe"]) == 0
+    assert bench.main([*smoke, "--variant", "reuse"]) == 0
+    raw = tmp_path / "variants" / "reuse" / "raw"
+    assert [p.name for p in raw.glob("*.json")] == ["digits-mlp__staged__s0.json"]
+    run = json.loads((raw / "digits-mlp__staged__s0.json").read_text())
+    assert run["job"]["variant"] == "reuse" and run["epochs_spent"] == run["budget"]
+    # the reused trials trained nothing and are scored as the trial they repeat
+    reused = [t for t in run["trials"] if t["epochs"] == 0]
+    assert reused and all(t["test"] is not None for t in reused)
+    table = (tmp_path / "variants" / "reuse.md").read_text()
+    assert "| variant minus | @25% | @50% | @100% |" in table
+    assert "| staged | " in table and "| tpe | " in table
+    # the same jobs against another folder: each method seed by seed (here: itself)
+    assert (
+        bench.main([*smoke, "--methods", "staged", "--report-only", "--against", str(tmp_path)])
+        == 0
+    )
+    assert "| staged | +0.00 [-] (1) |" in (tmp_path / "comparison.md").read_text()
