@@ -5,6 +5,11 @@ Run by hand (not in CI)::
     .venv/bin/python benchmarks/search_efficiency.py --preset reduced   # ~10 min on 2 cores
     .venv/bin/python benchmarks/search_efficiency.py --preset full      # the scale
     .venv/bin/python benchmarks/search_efficiency.py --report-only      # table + plot again
+    .venv/bin/python benchmarks/search_efficiency.py --preset full --variant reuse
+        # the staged jobs with one change to the plan (VARIANTS), into variants/reuse/,
+        # compared seed by seed with the plan's own runs (variants/reuse.md)
+    .venv/bin/python benchmarks/search_efficiency.py --preset full --out after --against before
+        # every method after a change minus the same jobs before it (after/comparison.md)
 
 For every task and seed it runs each method on the same budget of ``B`` trained
 epochs (``B`` = trial-equivalents x epochs per trial):
