@@ -257,7 +257,7 @@ class StageContext:
         from optuna.trial import TrialState, create_trial
 
         # what the stage's objective suggests: the carried parameters, then its own
-        params = [p for n, (p, _) in carried.items() if n in fixed] + list(stage.params)
+        params = [*suggested_carried(carried, fixed), *stage.params]
         distributions: dict[str, BaseDistribution] = {p.name: p.distribution() for p in params}
         source = best.system_attrs.get(TrialSystemAttr.REUSED) or {
             "study": self.last_study,
@@ -272,6 +272,12 @@ class StageContext:
             system_attrs={TrialSystemAttr.REUSED: source},
             intermediate_values=dict(best.intermediate_values),
         )
+
+
+def suggested_carried(carried: Carried, fixed: Mapping[str, Any]) -> tuple[Param, ...]:
+    """The carried parameters a stage's objective suggests (fixed at their carried value),
+    in the order it suggests them, before the stage's own."""
+    return tuple(p for n, (p, _) in carried.items() if n in fixed)
 
 
 def build_objective(
@@ -293,7 +299,7 @@ def build_objective(
     Search stages get the per-trial time limit; the final run gets none (it is meant
     to be longer) and uploads its model to ``artifacts``; both checkpoint.
     """
-    carried_params = tuple(p for n, (p, _) in carried.items() if n in fixed)
+    carried_params = suggested_carried(carried, fixed)
     if not isinstance(task, Task):
         return _function_objective(
             stage,
