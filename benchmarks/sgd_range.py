@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from search_efficiency import bootstrap_mean  # beside this script: run as a file
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -75,15 +76,6 @@ def run(task_name: str, seeds: int) -> dict[str, Any]:
     return {"task": task_name, "epochs": task.epochs, "defaults": defaults, "runs": runs}
 
 
-def bootstrap(
-    diffs: list[float], *, resamples: int = 10_000, level: float = 0.9
-) -> tuple[float, float]:
-    rng = random.Random(0)
-    means = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(resamples))
-    tail = (1 - level) / 2
-    return means[int(tail * (resamples - 1))], means[int((1 - tail) * (resamples - 1))]
-
-
 def markdown(data: dict[str, Any], command: str) -> str:
     runs = data["runs"]
     ref = runs[str(REFERENCE)]
@@ -98,11 +90,11 @@ def markdown(data: dict[str, Any], command: str) -> str:
     ]
     for lr, r in runs.items():
         diffs = [a - b for a, b in zip(r["test"], ref["test"], strict=True)]
-        low, high = bootstrap(diffs)
+        mean, low, high = bootstrap_mean(diffs)  # the search benchmark's paired interval
         cell = (
             "-"
             if float(lr) == REFERENCE
-            else (f"{100 * statistics.fmean(diffs):+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]")
+            else f"{100 * mean:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]"
         )
         lines.append(
             f"| {float(lr):g} | {100 * statistics.fmean(r['val']):.2f} | "
