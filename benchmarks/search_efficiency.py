@@ -1045,16 +1045,14 @@ def compare_variant(folder: Path, variant: str, jobs: Sequence[Job], *, command:
     """The variant's staged runs (``folder/variants/<variant>/raw``) against the plan's
     own (``folder/raw``) and the joint searches there, seed by seed; its Markdown."""
     variant_runs = load_runs(folder / "variants" / variant, jobs)
-    base_jobs = [dataclasses.replace(j, variant="") for j in jobs]
+    # the plan's own staged runs and the joint searches of the same tasks, seeds and budgets
+    wanted = {(j.task, j.seed, j.trials, j.epochs) for j in jobs}
     others = [
         r
         for r in load_runs(folder)
         if r["job"]["method"] in ("staged", "tpe", "random")
-        and _job_of(r)
-        in {
-            dataclasses.astuple(dataclasses.replace(j, method=r["job"]["method"]))
-            for j in base_jobs
-        }
+        and not r["job"].get("variant")
+        and (r["job"]["task"], r["job"]["seed"], r["job"]["trials"], r["job"]["epochs"]) in wanted
     ]
     doc = VARIANTS[variant].__doc__ or ""
     lines = [
