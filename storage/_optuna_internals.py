@@ -10,7 +10,9 @@ heartbeat stopped without failing them. So:
   tables through ``optuna.storages._rdb.models``;
 - ``find_orphans`` (``_recovery.py``) calls ``RDBStorage._get_stale_trial_ids``
   (the query ``optuna.storages.fail_stale_trials`` uses) and reads the heartbeat
-  table through ``RDBStorage.scoped_session``.
+  table through ``RDBStorage.scoped_session``;
+- ``RetryingRDBStorage`` (``_rdb.py``) retries ``RDBStorage._get_trials``, which
+  ``_CachedStorage`` calls directly for its reads.
 
 ``pyproject.toml`` allows only the Optuna versions in :data:`TESTED_OPTUNA`.
 :func:`missing` names each of these that an Optuna version no longer has;
@@ -157,13 +159,18 @@ def _check_rdb_storage(instance: RDBStorage | None) -> list[str]:
     import optuna
 
     problems = []
-    stale = getattr(optuna.storages.RDBStorage, "_get_stale_trial_ids", None)
-    if stale is None or getattr(stale, "__isabstractmethod__", False):
-        problems.append("optuna.storages.RDBStorage._get_stale_trial_ids is gone")
-    else:
-        problems += _parameters_missing(
-            "optuna.storages.RDBStorage._get_stale_trial_ids", stale, ("study_id",)
-        )
+    private = {
+        "_get_stale_trial_ids": ("study_id",),
+        "_get_trials": ("study_id", "states", "included_trial_ids", "trial_id_greater_than"),
+    }
+    for name, parameters in private.items():
+        method = getattr(optuna.storages.RDBStorage, name, None)
+        if method is None or getattr(method, "__isabstractmethod__", False):
+            problems.append(f"optuna.storages.RDBStorage.{name} is gone")
+        else:
+            problems += _parameters_missing(
+                f"optuna.storages.RDBStorage.{name}", method, parameters
+            )
     if instance is not None and not callable(getattr(instance, "scoped_session", None)):
         problems.append("optuna.storages.RDBStorage has no attribute 'scoped_session'")
     return problems

@@ -62,6 +62,9 @@ _RETRIED = (
     "get_best_trial",
     "record_heartbeat",
     "_get_stale_trial_ids",
+    # the read that _CachedStorage.get_all_trials makes on its backend directly, past
+    # the public methods above (a cut connection there ended a worker)
+    "_get_trials",
 )
 
 #: PostgreSQL's too_many_connections (max_connections, or a role's or database's

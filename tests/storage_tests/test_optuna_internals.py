@@ -59,3 +59,15 @@ def test_a_name_that_is_gone_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         "optuna.storages._rdb.models.TrialHeartbeatModel is gone",
         "optuna.storages.RDBStorage._get_stale_trial_ids is gone",
     ]
+
+
+def test_the_cached_storages_direct_read_is_retried_and_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """_CachedStorage reads trials through RDBStorage._get_trials, past the public
+    methods: RetryingRDBStorage retries it too, and its absence is named."""
+    from stagetune.storage._rdb import RetryingRDBStorage
+
+    assert RetryingRDBStorage._get_trials is not optuna.storages.RDBStorage._get_trials
+    monkeypatch.delattr(optuna.storages.RDBStorage, "_get_trials")
+    assert "optuna.storages.RDBStorage._get_trials is gone" in missing()
