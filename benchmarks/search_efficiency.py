@@ -331,37 +331,165 @@ def run_joint(job: Job, task: Task, plan: Plan, *, sampler_kind: str, prune: boo
 
 
 def _lr_successive_halving(plan: Plan) -> Plan:
-    """The LR stage prunes by successive halving (rungs at 1/9, 1/3 and all of a trial's
-    epochs, a third promoted at each) instead of the median from 25%."""
+    return _lr_pruner(plan, 1 / 9)
+
+
+def _lr_successive_halving_late(plan: Plan) -> Plan:
+    return _lr_pruner(plan, 1 / 3)
+
+
+def _lr_pruner(plan: Plan, first_rung: float) -> Plan:
     from stagetune.spaces import PrunerSpec
 
-    sh = PrunerSpec("successive_halving", warmup_fraction=1 / 9)
+    sh = PrunerSpec("successive_halving", warmup_fraction=first_rung)
     stages = tuple(dataclasses.replace(s, pruner=sh) if s.name == "lr" else s for s in plan.stages)
     return dataclasses.replace(plan, stages=stages)
 
 
 def _reuse_incumbent(plan: Plan) -> Plan:
-    """Each stage records the best configuration so far from the stage that trained it
-    (``Stage.incumbent = "reuse"``) instead of training it again as its first trial."""
     stages = tuple(dataclasses.replace(s, incumbent="reuse") for s in plan.stages)
     return dataclasses.replace(plan, stages=stages)
 
 
-#: Changes to the staged plan measured against it seed by seed (``--variant``): each
-#: takes the task's plan (its three search stages) and returns the changed plan.
-VARIANTS: dict[str, Callable[[Plan], Plan]] = {
-    "lr-sh": _lr_successive_halving,
-    "reuse": _reuse_incumbent,
+def _lr_heavy_split(plan: Plan) -> Plan:
+    shares = {"lr": 0.6, "weight_decay": 0.2, "regularization": 0.2}
+    stages = tuple(
+        dataclasses.replace(s, share=shares[s.name]) if s.name in shares else s
+        for s in plan.stages
+    )
+    return dataclasses.replace(plan, stages=stages)
+
+
+def _same(plan: Plan) -> Plan:
+    return plan
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One change to the staged method, measured against it seed by seed.
+
+    Attributes:
+        about: What changes, for the variant's table.
+        change: Takes the task's plan (its three search stages), returns the changed plan.
+        refine: The budget's fraction (in whole trial-equivalents, at least one) kept
+            from the stages for a joint refinement around the staged optimum at the end
+            (:func:`run_refinement`); 0: none.
+    """
+
+    about: str
+    change: Callable[[Plan], Plan] = _same
+    refine: float = 0.0
+
+
+#: Changes to the staged method measured against it seed by seed (``--variant``).
+VARIANTS: dict[str, Variant] = {
+    "lr-sh": Variant(
+        "The LR stage prunes by successive halving (rungs at 1/9, 1/3 and all of a "
+        "trial's epochs, a third promoted at each) instead of the median from 25%.",
+        _lr_successive_halving,
+    ),
+    "lr-sh-third": Variant(
+        "The LR stage prunes by successive halving from a third of a trial's epochs (the "
+        "top third of the trials that reached it go on to the end) instead of the median "
+        "from 25% after 3 full trials.",
+        _lr_successive_halving_late,
+    ),
+    "reuse": Variant(
+        "Each stage records the best configuration so far from the stage that trained it "
+        '(``Stage.incumbent = "reuse"``) instead of training it again as its first trial.',
+        _reuse_incumbent,
+    ),
+    "split-lr": Variant(
+        "The stages split the budget 60/20/20 (learning rate / weight decay / "
+        "regularization) instead of 45/27.5/27.5.",
+        _lr_heavy_split,
+    ),
+    "refine": Variant(
+        "The three stages spend 85% of the budget (in whole trial-equivalents); the rest "
+        "goes to a joint TPE search of all their parameters at once, each narrowed around "
+        "the staged optimum (log-scaled: within a factor of 3; linear: within a quarter of "
+        "its range), with the joint searches' successive-halving pruner.",
+        refine=0.15,
+    ),
 }
+
+#: The refinement's neighbourhood: a log-scaled parameter within this factor of the
+#: staged optimum, a linear one within this fraction of its range.
+REFINE_FACTOR = 3.0
+REFINE_WIDTH = 0.25
+
+
+def refine_params(params: Sequence[Param], best: Mapping[str, Any]) -> tuple[Param, ...]:
+    """``params``' float parameters narrowed around their values in ``best`` (clipped to
+    their own ranges); a parameter whose neighbourhood is a single point is left out."""
+    from stagetune.spaces import FloatParam
+
+    narrowed: list[Param] = []
+    for param in params:
+        if not isinstance(param, FloatParam):
+            continue
+        value = float(best[param.name])
+        if param.log:
+            low, high = value / REFINE_FACTOR, value * REFINE_FACTOR
+        else:
+            width = REFINE_WIDTH * (param.high - param.low)
+            low, high = value - width, value + width
+        low, high = max(low, param.low), min(high, param.high)
+        if low < high:
+            narrowed.append(dataclasses.replace(param, low=low, high=high))
+    return tuple(narrowed)
+
+
+def run_refinement(
+    job: Job, task: Task, plan: Plan, best: optuna.trial.FrozenTrial, *, budget: int, seed: int
+) -> list[Any]:
+    """A joint TPE search of the plan's parameters narrowed around ``best`` (the staged
+    optimum), until ``budget`` epochs are spent; its trials. ``best`` enters the study
+    as a known result (0 epochs, not returned), so the sampler starts from it."""
+    import optuna
+
+    from stagetune.objectives import StageObjective
+
+    config = dict(best.user_attrs["config"])
+    params = refine_params(joint_params(plan), config)
+    sampler = optuna.samplers.TPESampler(n_startup_trials=3, seed=seed)
+    pruner = _BudgetPruner(
+        optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3), budget
+    )
+    study = optuna.create_study(
+        storage=optuna.storages.InMemoryStorage(),
+        direction=task.direction,
+        sampler=sampler,
+        pruner=pruner,
+    )
+    study.set_user_attr("epochs", job.epochs)
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={p.name: config[p.name] for p in params},
+            distributions={p.name: p.distribution() for p in params},
+            value=best.value,
+        )
+    )
+    objective = StageObjective(
+        task=task, searched=params, defaults=config, epochs=job.epochs, device=_cpu(), seed=seed
+    )
+    # Bounded: every trial trains at least one epoch, so the budget ends the loop.
+    for _ in range(budget + 1):
+        if pruner.spent_before >= budget:
+            break
+        study.optimize(objective, n_trials=1)
+        pruner.spent_before = sum(trial_epochs(t) for t in study.trials[1:])
+    return [_trial_record(t, seed + t.number, "refine") for t in study.trials[1:]]
 
 
 def run_staged(job: Job, task: Task, plan: Plan, *, prune: bool) -> list[Any]:
     """The plan at the job's budget through ``StagedSearch`` (in-memory storage); its trials."""
     from stagetune.search import StagedSearch
 
-    if job.variant:
-        plan = VARIANTS[job.variant](plan)
-    staged = budget_plan(plan, job.trials, prune=prune)
+    variant = VARIANTS[job.variant] if job.variant else Variant("")
+    plan = variant.change(plan)
+    refine_trials = max(1, round(variant.refine * job.trials)) if variant.refine else 0
+    staged = budget_plan(plan, job.trials - refine_trials, prune=prune)
     seed = SEED_STRIDE * job.seed
     search = StagedSearch(
         staged,
@@ -378,6 +506,7 @@ def run_staged(job: Job, task: Task, plan: Plan, *, prune: bool) -> list[Any]:
 
     records = []
     seeds: dict[tuple[str, int], int] = {}  # (study, trial number) -> torch seed
+    best: tuple[optuna.trial.FrozenTrial, float] | None = None  # the staged optimum
     for index, stage in enumerate(staged.stages):
         name = f"{search.name}/{stage.name}"
         study = optuna.load_study(study_name=name, storage=search.storage)
@@ -390,6 +519,16 @@ def run_staged(job: Job, task: Task, plan: Plan, *, prune: bool) -> list[Any]:
                 own if source is None else seeds[source["study"], source["number"]]
             )
             records.append(_trial_record(t, seeds[name, t.number], stage.name))
+            value = t.value if t.state == optuna.trial.TrialState.COMPLETE else None
+            if value is not None and (best is None or _better(task.direction, value, best[1])):
+                best = (t, value)
+    if refine_trials:
+        if best is None:
+            raise RuntimeError(f"{job.key}: no staged trial completed; nothing to refine.")
+        spent = sum(r["epochs"] for r in records)
+        records += run_refinement(
+            job, task, plan, best[0], budget=job.budget - spent, seed=seed + len(records)
+        )
     return records
 
 
@@ -1054,7 +1193,7 @@ def compare_variant(folder: Path, variant: str, jobs: Sequence[Job], *, command:
         and not r["job"].get("variant")
         and (r["job"]["task"], r["job"]["seed"], r["job"]["trials"], r["job"]["epochs"]) in wanted
     ]
-    doc = VARIANTS[variant].__doc__ or ""
+    doc = VARIANTS[variant].about
     lines = [
         f"# Variant `{variant}` of the staged plan, seed by seed",
         "",
