@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (Debian package) and starts a throwaway PostgreSQL server on 127.0.0.1 for the
 # tests marked `postgres`, then prints the URL the tests read from STAGETUNE_TEST_POSTGRES_URL.
-# Usage: eval "$(bash .ci/postgres.sh)"
+# Usage: postgres_env=$(bash .ci/postgres.sh) && eval "$postgres_env"
+# (not `eval "$(...)"`: eval of a failed start's empty output succeeds)
 set -euo pipefail
 PORT=${STAGETUNE_PG_PORT:-54329}
 DATA=${STAGETUNE_PG_DATA:-/tmp/stagetune-pg}
