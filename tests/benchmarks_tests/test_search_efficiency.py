@@ -185,3 +185,44 @@ def test_a_variant_runs_the_staged_jobs_and_compares_them_seed_by_seed(
         == 0
     )
     assert "| staged | +0.00 [-] (1) |" in (tmp_path / "comparison.md").read_text()
+
+
+def test_refine_narrows_float_params_around_the_best_inside_their_ranges(
+    bench: ModuleType,
+) -> None:
+    from stagetune.spaces import CategoricalParam, FloatParam
+
+    params = (
+        FloatParam("lr", 1e-4, 1e-2, log=True),
+        FloatParam("dropout", 0.0, 0.5),
+        CategoricalParam("batch_size", (32, 64)),
+    )
+    lr, dropout = bench.refine_params(params, {"lr": 5e-3, "dropout": 0.05, "batch_size": 32})
+    # log: within a factor of 3, cut at the range's top; linear: +- a quarter of the range
+    assert (lr.low, lr.high) == pytest.approx((5e-3 / 3, 1e-2))
+    assert (dropout.low, dropout.high) == pytest.approx((0.0, 0.05 + 0.125))
+    # a value at an end of its range keeps the side of the neighbourhood inside it
+    (wd,) = bench.refine_params((FloatParam("wd", 0.0, 1.0),), {"wd": 0.0})
+    assert (wd.low, wd.high) == (0.0, 0.25)
+
+
+def test_the_refine_variant_spends_the_rest_of_the_budget_around_the_staged_best(
+    bench: ModuleType,
+) -> None:
+    job = bench.Job("digits-mlp", "staged", seed=0, trials=8, epochs=2, variant="refine")
+    run = bench.run_job(job)
+    assert run["epochs_spent"] == job.budget == 16
+    stages = [t["stage"] for t in run["trials"]]
+    # the stages get 7 of the 8 trial-equivalents (15% of 8, at least one, to the refinement)
+    staged = [t for t in run["trials"] if t["stage"] != "refine"]
+    assert sum(t["epochs"] for t in staged) == 14
+    assert stages[len(staged) :] == ["refine"] * (len(stages) - len(staged))
+    best = max((t for t in staged if t["state"] == "COMPLETE"), key=lambda t: t["value"])
+    refined = run["trials"][len(staged) :]
+    assert refined and all(
+        best["config"]["lr"] / 3 - 1e-12 <= t["config"]["lr"] <= best["config"]["lr"] * 3 + 1e-12
+        for t in refined
+    )
+    # every trial trained with its own torch seed, so each has its own test score
+    seeds = [t["seed"] for t in run["trials"]]
+    assert len(set(seeds)) == len(seeds)
