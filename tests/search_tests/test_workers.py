@@ -116,28 +116,32 @@ def test_two_workers_hold_the_stage_barrier(storage_supplier: StorageSupplier) -
 @pytest.mark.postgres
 def test_kill_one_of_two_postgres_workers_the_other_finishes(tmp_path: Path) -> None:
     url = StorageSupplier("postgres", tmp_path).url()
-    argv = stagetune(url, "pg", trials=4, epochs=40)
+    # 100 epochs: a trial's reports reach the database at most once a second
+    # (BufferedStorage), and 40 quiet-machine epochs took 0.8 s, so a 40-epoch trial
+    # could finish before any report was visible mid-trial, and the kill then came late.
+    epochs = 100
+    argv = stagetune(url, "pg", trials=4, epochs=epochs)
     first, second = start(argv), start(argv)  # the second joins the first's search
-    victim = wait_until(
-        lambda: (
-            [
-                t.system_attrs[WORKER_ATTR]["pid"]
-                for _, t in running_trials(url, "pg")
-                if t.system_attrs.get(WORKER_ATTR, {}).get("pid") == first.pid
-                and t.intermediate_values
-            ]
-            and len(snapshot(url, "pg")) >= 1
-        ),
-        process=first,
-        what="the first worker to be mid-trial",
-    )
+
+    def first_mid_trial() -> list[int]:
+        # the slow check first, so that the kill follows the sight of the trial at once
+        if not snapshot(url, "pg"):
+            return []
+        return [
+            t.system_attrs[WORKER_ATTR]["pid"]
+            for _, t in running_trials(url, "pg")
+            if t.system_attrs.get(WORKER_ATTR, {}).get("pid") == first.pid
+            and 0 < len(t.intermediate_values) < epochs * 6 // 10
+        ]
+
+    victim = wait_until(first_mid_trial, process=first, what="the first worker to be mid-trial")
     assert victim
     os.kill(first.pid, signal.SIGKILL)
     finish(first, timeout=60)
     code, _, err = finish(second)
     assert first.returncode == -signal.SIGKILL
     assert code == 0, err
-    counts = assert_nothing_lost(url, "pg", budget=4, epochs=40)
+    counts = assert_nothing_lost(url, "pg", budget=4, epochs=epochs)
     assert counts["failed"] == counts["retries"] == 1
     failed = [t for t in all_trials(url, "pg") if t.state == TrialState.FAIL]
     assert failed[0].system_attrs[WORKER_ATTR]["pid"] == first.pid
