@@ -118,7 +118,8 @@ def test_kill_one_of_two_postgres_workers_the_other_finishes(tmp_path: Path) -> 
     url = StorageSupplier("postgres", tmp_path).url()
     # 100 epochs: a trial's reports reach the database at most once a second
     # (BufferedStorage), and 40 quiet-machine epochs took 0.8 s, so a 40-epoch trial
-    # could finish before any report was visible mid-trial, and the kill then came late.
+    # could end before the kill; its worker then waited at the stage barrier with no
+    # trial running, and nothing failed.
     epochs = 100
     argv = stagetune(url, "pg", trials=4, epochs=epochs)
     first, second = start(argv), start(argv)  # the second joins the first's search
