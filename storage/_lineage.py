@@ -102,8 +102,13 @@ class StageLineage:
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> StageLineage | None:
-        """The lineage in a study's user attributes, or ``None`` if it has none."""
-        if StudyAttr.STAGE not in attrs:
+        """The lineage in a study's user attributes, or ``None`` if it has none yet.
+
+        The attributes are written one by one after the study is created, so another
+        worker may read a study that has only some of them: that study counts as not
+        yet written (as before its first attribute), not as an error.
+        """
+        if any(key not in attrs for key in _REQUIRED):
             return None
         return cls(
             search=attrs[StudyAttr.SEARCH],
@@ -119,6 +124,16 @@ class StageLineage:
             best_value=attrs.get(StudyAttr.BEST_VALUE),
             budget_unit=str(attrs.get(StudyAttr.BUDGET_UNIT, "trials")),
         )
+
+
+#: The lineage attributes without which a study's lineage is not (yet) written.
+_REQUIRED = (
+    StudyAttr.SEARCH,
+    StudyAttr.STAGE,
+    StudyAttr.STAGE_INDEX,
+    StudyAttr.N_STAGES,
+    StudyAttr.BUDGET,
+)
 
 
 @dataclass(frozen=True)
