@@ -102,13 +102,10 @@ class StageLineage:
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> StageLineage | None:
-        """The lineage in a study's user attributes, or ``None`` if it has none yet.
-
-        The attributes are written one by one after the study is created, so another
-        worker may read a study that has only some of them: that study counts as not
-        yet written (as before its first attribute), not as an error.
-        """
-        if any(key not in attrs for key in _REQUIRED):
+        """The lineage in a study's user attributes, or ``None`` if it has none yet
+        (:func:`write_lineage` writes the stage name last, so a study that has it has
+        every other lineage attribute too)."""
+        if StudyAttr.STAGE not in attrs:
             return None
         return cls(
             search=attrs[StudyAttr.SEARCH],
@@ -124,16 +121,6 @@ class StageLineage:
             best_value=attrs.get(StudyAttr.BEST_VALUE),
             budget_unit=str(attrs.get(StudyAttr.BUDGET_UNIT, "trials")),
         )
-
-
-#: The lineage attributes without which a study's lineage is not (yet) written.
-_REQUIRED = (
-    StudyAttr.SEARCH,
-    StudyAttr.STAGE,
-    StudyAttr.STAGE_INDEX,
-    StudyAttr.N_STAGES,
-    StudyAttr.BUDGET,
-)
 
 
 @dataclass(frozen=True)
@@ -187,8 +174,15 @@ def write_attrs(study: optuna.Study, attrs: dict[str, Any]) -> None:
 
 
 def write_lineage(study: optuna.Study, lineage: StageLineage) -> None:
-    """Write (or update) the lineage attributes on a stage study."""
-    write_attrs(study, lineage.to_attrs())
+    """Write (or update) the lineage attributes on a stage study.
+
+    Each attribute is its own commit, and other workers read the study without the
+    search lock (a resume check): the stage name goes last, so that a reader sees a
+    study either without lineage or with all of it.
+    """
+    attrs = lineage.to_attrs()
+    stage = attrs.pop(StudyAttr.STAGE)
+    write_attrs(study, {**attrs, StudyAttr.STAGE: stage})
 
 
 def write_settings(study: optuna.Study, settings: SearchSettings) -> None:
