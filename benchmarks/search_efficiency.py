@@ -305,14 +305,6 @@ def run_joint(job: Job, task: Task, plan: Plan, *, sampler_kind: str, prune: boo
         if prune
         else optuna.pruners.NopPruner()
     )
-    pruner = _BudgetPruner(inner, job.budget)
-    study = optuna.create_study(
-        storage=optuna.storages.InMemoryStorage(),
-        direction=task.direction,
-        sampler=sampler,
-        pruner=pruner,
-    )
-    study.set_user_attr("epochs", job.epochs)
     objective = StageObjective(
         task=task,
         searched=joint_params(plan),
@@ -321,13 +313,45 @@ def run_joint(job: Job, task: Task, plan: Plan, *, sampler_kind: str, prune: boo
         device=_cpu(),
         seed=seed,
     )
+    trials = search_until_spent(
+        task, sampler, inner, objective, budget=job.budget, epochs=job.epochs
+    )
+    return [_trial_record(t, seed + t.number) for t in trials]
+
+
+def search_until_spent(
+    task: Task,
+    sampler: optuna.samplers.BaseSampler,
+    inner: optuna.pruners.BasePruner,
+    objective: Callable[[optuna.Trial], float],
+    *,
+    budget: int,
+    epochs: int,
+    known: optuna.trial.FrozenTrial | None = None,
+) -> list[optuna.trial.FrozenTrial]:
+    """Run ``objective`` in an in-memory study until its trials trained ``budget`` epochs
+    (the trial that would overrun it is stopped, as pruned, when it runs out); the
+    study's trials. ``known``: a result added first, trained nothing (not returned)."""
+    import optuna
+
+    pruner = _BudgetPruner(inner, budget)
+    study = optuna.create_study(
+        storage=optuna.storages.InMemoryStorage(),
+        direction=task.direction,
+        sampler=sampler,
+        pruner=pruner,
+    )
+    study.set_user_attr("epochs", epochs)
+    if known is not None:
+        study.add_trial(known)
+    first = len(study.trials)
     # Bounded: every trial trains at least one epoch, so the budget ends the loop.
-    for _ in range(job.budget + 1):
-        if pruner.spent_before >= job.budget:
+    for _ in range(budget + 1):
+        if pruner.spent_before >= budget:
             break
         study.optimize(objective, n_trials=1)
-        pruner.spent_before = sum(trial_epochs(t) for t in study.trials)
-    return [_trial_record(t, seed + t.number) for t in study.trials]
+        pruner.spent_before = sum(trial_epochs(t) for t in study.trials[first:])
+    return study.trials[first:]
 
 
 def _lr_successive_halving(plan: Plan) -> Plan:
@@ -452,34 +476,24 @@ def run_refinement(
 
     config = dict(best.user_attrs["config"])
     params = refine_params(joint_params(plan), config)
-    sampler = optuna.samplers.TPESampler(n_startup_trials=3, seed=seed)
-    pruner = _BudgetPruner(
-        optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3), budget
-    )
-    study = optuna.create_study(
-        storage=optuna.storages.InMemoryStorage(),
-        direction=task.direction,
-        sampler=sampler,
-        pruner=pruner,
-    )
-    study.set_user_attr("epochs", job.epochs)
-    study.add_trial(
-        optuna.trial.create_trial(
-            params={p.name: config[p.name] for p in params},
-            distributions={p.name: p.distribution() for p in params},
-            value=best.value,
-        )
+    known = optuna.trial.create_trial(
+        params={p.name: config[p.name] for p in params},
+        distributions={p.name: p.distribution() for p in params},
+        value=best.value,
     )
     objective = StageObjective(
         task=task, searched=params, defaults=config, epochs=job.epochs, device=_cpu(), seed=seed
     )
-    # Bounded: every trial trains at least one epoch, so the budget ends the loop.
-    for _ in range(budget + 1):
-        if pruner.spent_before >= budget:
-            break
-        study.optimize(objective, n_trials=1)
-        pruner.spent_before = sum(trial_epochs(t) for t in study.trials[1:])
-    return [_trial_record(t, seed + t.number, "refine") for t in study.trials[1:]]
+    trials = search_until_spent(
+        task,
+        optuna.samplers.TPESampler(n_startup_trials=3, seed=seed),
+        optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+        objective,
+        budget=budget,
+        epochs=job.epochs,
+        known=known,
+    )
+    return [_trial_record(t, seed + t.number, "refine") for t in trials]
 
 
 def run_staged(job: Job, task: Task, plan: Plan, *, prune: bool) -> list[Any]:
