@@ -115,6 +115,18 @@ def running_trials(url: str, name: str) -> list[tuple[str, FrozenTrial]]:
     ]
 
 
+def mid_trial_of(url: str, name: str, pid: int, *, before_epoch: int) -> list[FrozenTrial]:
+    """Worker ``pid``'s running trials that have reported an epoch and fewer than
+    ``before_epoch``: seen mid-trial, with epochs left before the trial ends (reports
+    reach the database up to a second late)."""
+    return [
+        t
+        for _, t in running_trials(url, name)
+        if t.system_attrs.get(WORKER_ATTR, {}).get("pid") == pid
+        and 0 < len(t.intermediate_values) < before_epoch
+    ]
+
+
 def snapshot(url: str, name: str, stages: Sequence[str] = STAGES) -> Snapshot:
     """Every finished trial: state, value, params and reported steps."""
     return {

@@ -29,6 +29,7 @@ from tests.search_tests.nothing_lost import (
     STAGES,
     assert_nothing_lost,
     finish,
+    mid_trial_of,
     running_trials,
     snapshot,
     stagetune,
@@ -247,12 +248,7 @@ def test_kill_one_of_two_postgres_workers_the_epoch_budget_stays_exact(tmp_path:
     argv = stagetune(url, "pe", budget=5, epochs=epochs)
     first, second = start(argv), start(argv)
     wait_until(
-        lambda: [
-            t
-            for _, t in running_trials(url, "pe")
-            if t.system_attrs.get(WORKER_ATTR, {}).get("pid") == first.pid
-            and 0 < len(t.intermediate_values) < epochs * 6 // 10
-        ],
+        lambda: mid_trial_of(url, "pe", first.pid, before_epoch=epochs * 6 // 10),
         process=first,
         what="the first worker to be mid-trial",
     )

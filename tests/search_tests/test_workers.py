@@ -21,6 +21,7 @@ from tests.search_tests.nothing_lost import (
     STAGES,
     assert_nothing_lost,
     finish,
+    mid_trial_of,
     running_trials,
     snapshot,
     stagetune,
@@ -128,12 +129,8 @@ def test_kill_one_of_two_postgres_workers_the_other_finishes(tmp_path: Path) -> 
         # the slow check first, so that the kill follows the sight of the trial at once
         if not snapshot(url, "pg"):
             return []
-        return [
-            t.system_attrs[WORKER_ATTR]["pid"]
-            for _, t in running_trials(url, "pg")
-            if t.system_attrs.get(WORKER_ATTR, {}).get("pid") == first.pid
-            and 0 < len(t.intermediate_values) < epochs * 6 // 10
-        ]
+        mine = mid_trial_of(url, "pg", first.pid, before_epoch=epochs * 6 // 10)
+        return [t.system_attrs[WORKER_ATTR]["pid"] for t in mine]
 
     victim = wait_until(first_mid_trial, process=first, what="the first worker to be mid-trial")
     assert victim
