@@ -9,19 +9,25 @@ the training time for any model. A trial shorter than ``every`` seconds never
 saves; ``every=0`` saves after every epoch, whatever it costs.
 
 The protocol, with any Optuna artifact store (a crash at any step leaves a
-checkpoint that is whole, or the previous one):
+checkpoint that is whole, or the previous one, and names every blob it may
+leave behind so that the next owner removes it):
 
-1. **write** the new state under a fresh artifact id;
-2. **point** the trial at it: the system attribute ``stagetune:checkpoint``
-   holds its id and epoch (a trial that another worker has already failed
-   refuses the write: the new blob is removed and the old one kept, since the
+1. **announce**: the system attribute ``stagetune:checkpoint`` keeps its
+   ``id`` and ``epoch`` and gains ``pending``, the fresh artifact id about to
+   be written;
+2. **write** the new state under that id;
+3. **point** the attribute at it: ``{"id": new, "epoch": n, "previous": old}``
+   (a trial that another worker has already failed refuses either write: the
+   new blob is removed, or never written, and the old one kept, since the
    retry points at it);
-3. **remove** the blob the trial pointed at before.
+4. **remove** the blob the trial pointed at before.
 
 A retried trial (its worker was killed, SIGTERM'd, preempted) inherits the
-system attributes of the trial it retries, so it finds the pointer, loads that
-state and trains on from the next epoch. A trial that finishes (complete,
-pruned, failed by an error) removes its checkpoint.
+system attributes of the trial it retries, so it finds the pointer, removes
+the ``pending`` and ``previous`` blobs a crash may have left (neither is the
+one pointed at), loads the pointed state and trains on from the next epoch.
+A trial that finishes (complete, pruned, failed by an error) removes its
+checkpoint.
 """
 
 from __future__ import annotations
@@ -122,19 +128,32 @@ class TrialCheckpoint:
         self.save_seconds = 0.0
 
     def _pointer(self) -> dict[str, Any] | None:
-        if not self._read:  # read once; then this object is the only writer
+        """The stored pointer, read once (then this object is the only writer).
+
+        A pointer inherited from a crashed run may name blobs that run left behind: one
+        it had not finished pointing at (``pending``) and one it had not yet removed
+        (``previous``). Neither is the checkpoint, so both are removed here.
+        """
+        if not self._read:
             trial = self._trial
             pointer = trial.storage.get_trial_system_attrs(trial._trial_id).get(CHECKPOINT_ATTR)
             self._current = pointer if isinstance(pointer, dict) else None
             self._read = True
+            for leftover in _leftovers(self._current):
+                self._remove(leftover)
         return self._current
+
+    def _point(self, pointer: dict[str, Any]) -> None:
+        trial = self._trial
+        trial.storage.set_trial_system_attr(trial._trial_id, CHECKPOINT_ATTR, pointer)
+        self._current = pointer
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or ``None`` (no checkpoint, or one that cannot be read)."""
         import torch
 
         pointer = self._pointer()
-        if pointer is None:
+        if pointer is None or pointer.get("id") is None:
             return None
         try:
             with self._store.open_reader(pointer["id"]) as reader:
@@ -167,18 +186,21 @@ class TrialCheckpoint:
         torch.save({**state, "format": FORMAT}, buffer)
         buffer.seek(0)
         new_id = f"stagetune-checkpoint-{uuid.uuid4()}"
-        self._store.write(new_id, buffer)  # 1) write
         old = self._pointer()
-        trial = self._trial
-        pointer = {"id": new_id, "epoch": state.get("epoch")}
-        try:  # 2) point
-            trial.storage.set_trial_system_attr(trial._trial_id, CHECKPOINT_ATTR, pointer)
-            self._current = pointer
+        old_id = None if old is None else old.get("id")
+        kept = {"id": old_id, "epoch": None if old is None else old.get("epoch")}
+        try:  # 1) announce
+            self._point({**kept, "pending": new_id})
         except optuna.exceptions.UpdateFinishedTrialError:
-            self._remove(new_id)  # failed by another worker: its retry owns the old one
+            return  # failed by another worker: its retry owns the old one
+        self._store.write(new_id, buffer)  # 2) write
+        try:  # 3) point
+            self._point({"id": new_id, "epoch": state.get("epoch"), "previous": old_id})
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self._remove(new_id)  # failed by another worker meanwhile
             return
-        if old is not None:  # 3) remove
-            self._remove(old["id"])
+        if old_id is not None:  # 4) remove
+            self._remove(old_id)
         now = time.monotonic()
         seconds = now - started
         self.saves += 1
@@ -198,10 +220,24 @@ class TrialCheckpoint:
             return
         if trial.storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
             return
-        self._remove(pointer["id"])
+        for artifact_id in (pointer.get("id"), *_leftovers(pointer)):
+            if artifact_id is not None:
+                self._remove(artifact_id)
 
     def _remove(self, artifact_id: str) -> None:
         try:
             self._store.remove(artifact_id)
         except Exception as error:  # already gone, or the store is down: it only costs space
             _logger.debug("stagetune: checkpoint %s not removed: %r", artifact_id, error)
+
+
+def _leftovers(pointer: dict[str, Any] | None) -> list[str]:
+    """The blobs a pointer names besides its checkpoint: a crash may have left them."""
+    if pointer is None:
+        return []
+    current = pointer.get("id")
+    return [
+        pointer[key]
+        for key in ("pending", "previous")
+        if isinstance(pointer.get(key), str) and pointer[key] != current
+    ]

@@ -109,7 +109,8 @@ class TrialSystemAttr:
     WORKER: Final = "stagetune:worker"
     #: The signal that stopped the trial (``"SIGTERM"``, ``"SIGINT"``).
     INTERRUPTED: Final = "stagetune:interrupted"
-    #: The trial's latest checkpoint: ``{"id": artifact id, "epoch": n}``; a retry inherits it.
+    #: The trial's latest checkpoint: ``{"id": artifact id, "epoch": n}``, plus the ids a save
+    #: in progress may leave behind (``pending``, ``previous``); a retry inherits it.
     CHECKPOINT: Final = "stagetune:checkpoint"
     #: The trial was handed out by ask/tell; ``WORKER`` names the process that owns it.
     ASKED: Final = "stagetune:asked"

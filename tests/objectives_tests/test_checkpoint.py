@@ -159,6 +159,75 @@ def test_a_crash_while_writing_leaves_the_previous_checkpoint_loadable(tmp_path:
     assert torch.equal(state["value"], torch.arange(1000))
 
 
+class _DyingStore(FileSystemArtifactStore):
+    """Counts what a save does to the store and the trial's storage, and dies (a SIGKILL)
+    after the ``dies_after``-th of those steps."""
+
+    def __init__(self, root: Path, trial: optuna.Trial, dies_after: int | None) -> None:
+        super().__init__(root)
+        self.dies_after = dies_after
+        self.steps = 0
+        storage = trial.storage
+        set_attr = storage.set_trial_system_attr
+
+        def set_trial_system_attr(trial_id: int, key: str, value: Any) -> None:
+            set_attr(trial_id, key, value)
+            self._step()
+
+        storage.set_trial_system_attr = set_trial_system_attr  # type: ignore[method-assign]
+
+    def _step(self) -> None:
+        self.steps += 1
+        if self.dies_after is not None and self.steps == self.dies_after:
+            raise _Stop
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        super().write(artifact_id, content_body)
+        self._step()
+
+    def remove(self, artifact_id: str) -> None:
+        super().remove(artifact_id)
+        self._step()
+
+
+@pytest.mark.parametrize("dies_after", [1, 2, 3, 4])
+def test_a_kill_at_any_step_of_a_save_leaves_no_file_behind(
+    tmp_path: Path, dies_after: int
+) -> None:
+    """Killed after announcing, writing, pointing or removing: the retry resumes from the
+    last whole checkpoint and, once it finishes, no file is left."""
+    study, trial = _trial(tmp_path)
+    (tmp_path / "artifacts").mkdir()
+    store = _DyingStore(tmp_path / "artifacts", trial, dies_after=None)
+    checkpoint = TrialCheckpoint(store, trial, every=0.0)
+    checkpoint.save({"epoch": 1})
+    store.steps, store.dies_after = 0, dies_after
+    with pytest.raises(_Stop):
+        checkpoint.save({"epoch": 2})
+    assert fail_and_retry(study, trial._trial_id)
+
+    retry = TrialCheckpoint(_store(tmp_path), study.ask(), every=0.0)
+    state = retry.load()
+    assert state is not None and state["epoch"] == (2 if dies_after >= 3 else 1)
+    assert len(list((tmp_path / "artifacts").iterdir())) == 1  # the one it loaded
+    retry.save({"epoch": 3})
+    assert len(list((tmp_path / "artifacts").iterdir())) == 1
+    retry.discard()  # the retry finished
+    assert list((tmp_path / "artifacts").iterdir()) == []
+
+
+def test_a_kill_during_the_first_save_leaves_no_file_behind(tmp_path: Path) -> None:
+    study, trial = _trial(tmp_path)
+    (tmp_path / "artifacts").mkdir()
+    store = _DyingStore(tmp_path / "artifacts", trial, dies_after=2)  # written, not pointed at
+    with pytest.raises(_Stop):
+        TrialCheckpoint(store, trial, every=0.0).save({"epoch": 1})
+    assert fail_and_retry(study, trial._trial_id)
+    retry = TrialCheckpoint(_store(tmp_path), study.ask(), every=0.0)
+    assert retry.load() is None  # trains from epoch 1
+    assert list((tmp_path / "artifacts").iterdir()) == []
+
+
 def test_a_trial_failed_by_another_worker_keeps_the_checkpoint_its_retry_resumes_from(
     tmp_path: Path,
 ) -> None:
