@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 
 from stagetune.search._budget import EPOCH_CAP_ATTR, StageBudget
 from stagetune.search._signals import Interrupted, check_interrupted, critical
-from stagetune.search._trial import run_trial
+from stagetune.search._trial import run_trial, stop_trial
 from stagetune.storage import (
     StageLineage,
     claim_trial,
@@ -174,10 +174,10 @@ def run_trials(
             with critical():
                 if attempts < limit:
                     trial = claim_slot(study, budget, max_age)
-        except Interrupted:
+        except Interrupted as interrupt:
             if trial is not None:  # claimed just before the signal took effect
                 with critical():
-                    fail_and_retry(study, trial._trial_id)
+                    stop_trial(study, trial._trial_id, interrupt.args[0])
             raise
         if trial is not None:
             attempts += 1

@@ -85,8 +85,6 @@ def run_trial(
     import optuna
     from optuna.trial import TrialState
 
-    from stagetune.storage import TrialSystemAttr, fail_and_retry
-
     storage = study._storage
     interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
     value: float | None = None
@@ -107,8 +105,7 @@ def run_trial(
             heartbeat.stop()
             name = interrupt.args[0] if isinstance(interrupt, Interrupted) else "SIGINT"
             with critical():
-                _set_interrupted(storage, trial._trial_id, TrialSystemAttr.INTERRUPTED, name)
-                fail_and_retry(study, trial._trial_id)
+                stop_trial(study, trial._trial_id, name)
             raise
         except Exception:
             heartbeat.stop()
@@ -135,12 +132,16 @@ def _warn_taken_over(number: int, state: TrialState) -> None:
     )
 
 
-def _set_interrupted(storage: Any, trial_id: int, key: str, name: str) -> None:
+def stop_trial(study: optuna.Study, trial_id: int, signal_name: str) -> None:
+    """Fail a trial that a signal stopped, with the signal's name, and queue its retry."""
     import optuna
+
+    from stagetune.storage import TrialSystemAttr, fail_and_retry
 
     # Already failed by another worker: nothing to mark.
     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-        storage.set_trial_system_attr(trial_id, key, name)
+        study._storage.set_trial_system_attr(trial_id, TrialSystemAttr.INTERRUPTED, signal_name)
+    fail_and_retry(study, trial_id)
 
 
 def tell(

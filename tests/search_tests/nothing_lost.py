@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -56,7 +57,9 @@ def start(argv: Sequence[str]) -> subprocess.Popen[str]:
 
 def kill_all() -> None:
     """Stop every process a test started that still runs (a failed test leaves none):
-    SIGTERM (a --workers parent passes it on to its workers), then SIGKILL."""
+    SIGTERM (a --workers parent passes it on to its workers), then SIGKILL; and close
+    the test's readers."""
+    close_readers()
     while _STARTED:
         process = _STARTED.pop()
         if process.poll() is None:
@@ -78,8 +81,28 @@ def finish(process: subprocess.Popen[str], timeout: float = 300) -> tuple[int, s
     return process.returncode, out, err
 
 
+_READERS: dict[str, optuna.storages.BaseStorage] = {}
+
+
+def reader(url: str) -> optuna.storages.BaseStorage:
+    """One read-only storage per URL for the whole test: a poll then costs a query, not
+    an engine and Optuna's schema check (tens to hundreds of milliseconds). It reads
+    the database on every call (an ``RDBStorage``, no cache)."""
+    if url not in _READERS:
+        _READERS[url] = open_storage(url, read_only=True)
+    return _READERS[url]
+
+
+def close_readers() -> None:
+    while _READERS:
+        _, storage = _READERS.popitem()
+        engine = getattr(storage, "engine", None)
+        if engine is not None:
+            engine.dispose()
+
+
 def studies(url: str, name: str, stages: Sequence[str] = STAGES) -> dict[str, optuna.Study]:
-    storage = open_storage(url, read_only=True)
+    storage = reader(url)
     found = {s.study_name for s in storage.get_all_studies()}
     return {
         stage: optuna.load_study(study_name=f"{name}/{stage}", storage=storage)
@@ -115,15 +138,25 @@ def running_trials(url: str, name: str) -> list[tuple[str, FrozenTrial]]:
     ]
 
 
-def mid_trial_of(url: str, name: str, pid: int, *, before_epoch: int) -> list[FrozenTrial]:
-    """Worker ``pid``'s running trials that have reported an epoch and fewer than
-    ``before_epoch``: seen mid-trial, with epochs left before the trial ends (reports
-    reach the database up to a second late)."""
+#: A running trial that started less than this many seconds ago has most of its training
+#: ahead of it (every fault test's trials train for seconds), so a signal sent at once
+#: lands inside it. Its reports would not tell: they reach the database up to a second late.
+FRESH = 0.25
+
+
+def fresh_trials(
+    url: str, name: str, *, pid: int | None = None, stages: Sequence[str] = STAGES
+) -> list[tuple[str, FrozenTrial]]:
+    """The running trials (of worker ``pid``, or any) that started under ``FRESH``
+    seconds ago, with their stages."""
+    now = datetime.now()  # Optuna stamps datetime_start with the local clock
     return [
-        t
-        for _, t in running_trials(url, name)
-        if t.system_attrs.get(WORKER_ATTR, {}).get("pid") == pid
-        and 0 < len(t.intermediate_values) < before_epoch
+        (stage, t)
+        for stage, study in studies(url, name, stages).items()
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if t.datetime_start is not None
+        and (now - t.datetime_start).total_seconds() < FRESH
+        and (pid is None or t.system_attrs.get(WORKER_ATTR, {}).get("pid") == pid)
     ]
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from typing import Any
 
 import optuna
+import pytest
 import torch
 from optuna.trial import TrialState
 
@@ -16,7 +19,7 @@ from stagetune.search import StagedSearch
 from stagetune.search._barrier import claim_slot, count_trials
 from stagetune.search._budget import StageBudget
 from stagetune.spaces import default_plan
-from stagetune.storage import WORKER_ATTR, open_storage
+from stagetune.storage import INTERRUPTED_ATTR, WORKER_ATTR, open_storage
 from tests.conftest import StorageSupplier
 from tests.search_tests.nothing_lost import assert_nothing_lost, studies, wait_until
 
@@ -114,3 +117,34 @@ def test_a_failed_trial_frees_its_slot_for_its_retry(sqlite_url: str) -> None:
     assert retry is not None
     assert retry.number == 1
     assert study.trials[1].system_attrs["failed_trial"] == 0
+
+
+def test_a_signal_while_claiming_fails_the_claimed_trial_with_its_name(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM arrives inside the claim (a critical block): the trial just claimed is
+    failed, marked with the signal, and queued again, as one stopped mid-training is."""
+    from stagetune.search import _barrier
+    from stagetune.search._signals import Interrupted, install_signal_handlers
+
+    study = optuna.create_study(storage=open_storage(sqlite_url), study_name="s")
+    claim = _barrier.claim_slot
+
+    def claim_then_signal(*args: Any) -> Any:
+        trial = claim(*args)
+        os.kill(os.getpid(), signal.SIGTERM)  # deferred to the end of the critical block
+        return trial
+
+    monkeypatch.setattr(_barrier, "claim_slot", claim_then_signal)
+    restore = install_signal_handlers()
+    try:
+        with pytest.raises(Interrupted):
+            _barrier.run_trials(
+                study, budget=StageBudget.trials(2, 4), objective=lambda t: 0.0, max_age=None
+            )
+    finally:
+        restore()
+    stopped, retry = study.trials
+    assert stopped.state == TrialState.FAIL
+    assert stopped.system_attrs[INTERRUPTED_ATTR] == "SIGTERM"
+    assert (retry.state, retry.system_attrs["failed_trial"]) == (TrialState.WAITING, 0)

@@ -29,8 +29,7 @@ from tests.search_tests.nothing_lost import (
     STAGES,
     assert_nothing_lost,
     finish,
-    mid_trial_of,
-    running_trials,
+    fresh_trials,
     snapshot,
     stagetune,
     start,
@@ -208,14 +207,6 @@ def test_two_workers_spend_exactly_the_epoch_budget(storage_supplier: StorageSup
     assert len({t.system_attrs[WORKER_ATTR]["pid"] for t in trials}) == 2
 
 
-def _wait_mid_trial(url: str, name: str, process: Any) -> None:
-    wait_until(
-        lambda: [t for _, t in running_trials(url, name) if t.intermediate_values],
-        process=process,
-        what="a trial to report an epoch",
-    )
-
-
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
 def test_a_stopped_worker_resumes_to_exactly_the_epoch_budget(
     tmp_path: Path, signum: signal.Signals
@@ -223,13 +214,16 @@ def test_a_stopped_worker_resumes_to_exactly_the_epoch_budget(
     url = f"sqlite:///{tmp_path / 'stop.db'}"
     argv = stagetune(url, "s", budget=5, epochs=30)
     process = start(argv)
-    # mid-trial in the second stage, after the first closed with its epochs
-    wait_until(lambda: "weight_decay" in studies(url, "s"), process=process, what="stage 2")
-    _wait_mid_trial(url, "s", process)
-    before = snapshot(url, "s")
+    # mid-trial in the second or third stage, after the first closed with its epochs
+    wait_until(
+        lambda: fresh_trials(url, "s", stages=STAGES[1:]),
+        process=process,
+        what="a trial of stage 2 or 3 to start",
+    )
     os.kill(process.pid, signum)
     finish(process, timeout=120)
     assert process.returncode in (-signum, 128 + signum)
+    before = snapshot(url, "s")  # a stopped worker changes no finished trial
     # SIGTERM fails and re-queues the trial at once; after SIGKILL the next worker finds
     # the orphan (dead pid) and does the same.
     code, _, err = finish(start(argv))
@@ -241,16 +235,15 @@ def test_a_stopped_worker_resumes_to_exactly_the_epoch_budget(
 @pytest.mark.postgres
 def test_kill_one_of_two_postgres_workers_the_epoch_budget_stays_exact(tmp_path: Path) -> None:
     url = StorageSupplier("postgres", tmp_path).url()
-    # Long enough trials that the first worker is seen mid-trial, well before its end:
-    # reports reach the database at most once a second, and a worker whose trial ended
-    # may be waiting at the stage barrier, with nothing running to fail.
+    # Trials of 100 epochs, the first worker's seen just after it started: it is killed
+    # mid-trial, not at the stage barrier with nothing running to fail.
     epochs = 100
     argv = stagetune(url, "pe", budget=5, epochs=epochs)
     first, second = start(argv), start(argv)
     wait_until(
-        lambda: mid_trial_of(url, "pe", first.pid, before_epoch=epochs * 6 // 10),
+        lambda: fresh_trials(url, "pe", pid=first.pid),
         process=first,
-        what="the first worker to be mid-trial",
+        what="the first worker to start a trial",
     )
     os.kill(first.pid, signal.SIGKILL)
     finish(first, timeout=60)

@@ -19,6 +19,7 @@ from stagetune.storage import INTERRUPTED_ATTR, WORKER_ATTR, open_storage
 from tests.search_tests.nothing_lost import (
     assert_nothing_lost,
     finish,
+    fresh_trials,
     running_trials,
     snapshot,
     stagetune,
@@ -50,7 +51,6 @@ def test_sigkill_at_five_random_points_loses_nothing(tmp_path: Path) -> None:
     rng = random.Random(5)
     target = 0
     killed: set[int] = set()
-    hit = 0
     process = start(argv)
     for round_ in range(5):
         successor = start(argv)
@@ -66,7 +66,6 @@ def test_sigkill_at_five_random_points_loses_nothing(tmp_path: Path) -> None:
         )
         time.sleep(delay)
         before = snapshot(url, "k")
-        hit += bool([t for _, t in running_trials(url, "k") if is_of(t, process.pid)])
         os.kill(process.pid, signal.SIGKILL)
         finish(process, timeout=60)
         assert process.returncode == -signal.SIGKILL, f"round {round_}: the worker ended first"
@@ -84,12 +83,14 @@ def test_sigkill_at_five_random_points_loses_nothing(tmp_path: Path) -> None:
         for study in studies(url, "k").values()
         for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     ]
-    # Only killed workers' trials failed; each was re-run with its params (up to 3 times).
-    # A worker killed between creating its trial and recording its pid leaves a trial
-    # without a worker: recovery fails it by heartbeat or age all the same.
-    pids = {t.system_attrs.get(WORKER_ATTR, {}).get("pid") for t in failed}
-    assert pids - {None} <= killed
-    assert counts["failed"] == len(failed) >= hit - 1 >= 2
+    # Only killed workers' trials failed (one per kill that landed inside a trial, most of
+    # them); each was re-run with its params (up to 3 times). A worker killed between
+    # creating its trial and recording its pid leaves a trial without a worker: recovery
+    # fails it by heartbeat or age all the same.
+    pids = [t.system_attrs[WORKER_ATTR]["pid"] for t in failed if WORKER_ATTR in t.system_attrs]
+    assert set(pids) <= killed
+    assert len(pids) == len(set(pids))  # a worker runs one trial at a time
+    assert counts["failed"] == len(failed) >= 2
     assert counts["retries"] == counts["failed"] - counts["exhausted"]
 
 
@@ -99,29 +100,28 @@ def test_sigterm_and_sigint_fail_the_running_trial_which_reruns_on_resume(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'stop.db'}"
     process = start(stagetune(url, "t", trials=2, epochs=60))
+    # trial 1 (or a later one), just started: the signal lands inside it
     stage, trial = wait_until(
-        lambda: [(s, t) for s, t in running_trials(url, "t") if t.number >= 1],
+        lambda: [(s, t) for s, t in fresh_trials(url, "t") if t.number >= 1],
         process=process,
         what="trial 1 to start",
     )[0]
-    wait_until(
-        lambda: studies(url, "t")[stage].trials[trial.number].intermediate_values,
-        process=process,
-        what="trial 1 to report an epoch",
-    )
     os.kill(process.pid, signum)
     code, _, err = finish(process, timeout=120)
     assert code == 128 + signum, err
     assert "queued to run again" in err
     assert "Traceback" not in err
 
-    # The trial the signal stopped (trial 1, unless it had just ended: then the next).
-    study = studies(url, "t")[stage]
-    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    # The trial the signal stopped: the one just seen starting.
+    failed = [
+        (s, t) for s, study in studies(url, "t").items() for t in study.trials
+        if t.state == TrialState.FAIL
+    ]  # fmt: skip
     assert len(failed) == 1
-    stopped = failed[0]
-    assert stopped.number >= trial.number
+    stopped_stage, stopped = failed[0]
+    assert (stopped_stage, stopped.number) == (stage, trial.number)
     assert stopped.system_attrs[INTERRUPTED_ATTR] == signum.name
+    study = studies(url, "t")[stopped_stage]
     retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == stopped.number]
     assert len(retry) == 1
     assert retry[0].state == TrialState.WAITING

@@ -28,7 +28,7 @@ from tests.search_tests.nothing_lost import (
     _STARTED,
     assert_nothing_lost,
     finish,
-    running_trials,
+    fresh_trials,
     snapshot,
     studies,
     wait_until,
@@ -96,11 +96,11 @@ def resumed_at_exit(process: subprocess.Popen[str]) -> Iterator[None]:
             os.killpg(process.pid, signal.SIGCONT)
 
 
-def mid_trial_of(url: str, name: str, host: str) -> Any:
-    """A RUNNING trial of a worker on ``host`` that has reported an epoch, or ``None``."""
-    for stage, trial in running_trials(url, name):
-        worker = trial.system_attrs.get(WORKER_ATTR, {})
-        if worker.get("host") == host and trial.intermediate_values:
+def fresh_trial_of(url: str, name: str, host: str) -> Any:
+    """``(stage, trial)`` of a RUNNING trial that a worker on ``host`` started under
+    ``FRESH`` seconds ago (most of its training ahead), or ``None``."""
+    for stage, trial in fresh_trials(url, name):
+        if trial.system_attrs.get(WORKER_ATTR, {}).get("host") == host:
             return stage, trial
     return None
 
@@ -121,14 +121,14 @@ def test_a_frozen_worker_on_another_host_is_retried_and_its_late_result_is_dropp
     other = start_worker(argv, host=OTHER_HOST)
     with resumed_at_exit(other):
         stage, frozen = wait_until(
-            lambda: mid_trial_of(url, "frozen", OTHER_HOST),
+            lambda: fresh_trial_of(url, "frozen", OTHER_HOST),
             process=other,
-            what="the other host's worker to be mid-trial",
+            what="the other host's worker to start a trial",
             timeout=180,
         )
         assert frozen.system_attrs[WORKER_ATTR]["host"] == OTHER_HOST
-        locals_ = [start_worker(argv), start_worker(argv)]
         os.killpg(other.pid, signal.SIGSTOP)  # a hung machine: no heartbeat, no exit
+        locals_ = [start_worker(argv), start_worker(argv)]
         # The others fail its trial once its heartbeat is stale, re-run it, and finish
         # the whole search without it.
         for process in locals_:
@@ -179,10 +179,13 @@ def test_a_worker_whose_connections_are_cut_mid_trial_loses_nothing(url: str) ->
     other = start_worker(worker_argv(url, "cut", trials=budget, epochs=epochs))
     cuts = 0
     for _ in range(3):  # three times, each while the victim trains a trial
+        # one it has just started: a cut while it tells or claims would end it (those
+        # steps are not retried after a lost connection), and its reports would not
+        # tell how far it is: they reach the database up to a second late
         wait_until(
-            lambda: mid_trial_of(url, "cut", OTHER_HOST),
+            lambda: fresh_trial_of(url, "cut", OTHER_HOST),
             process=victim,
-            what="the victim to be mid-trial",
+            what="the victim to start a trial",
             timeout=180,
         )
         cuts += _terminate_backends(url, "stagetune-victim")
