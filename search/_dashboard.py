@@ -52,12 +52,17 @@ def serve_dashboard(
     Raises:
         SearchError: The address cannot be bound (port in use, not an address here).
     """
+    from socketserver import ThreadingMixIn
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
     import optuna_dashboard
 
-    class Server(WSGIServer):
+    class Server(ThreadingMixIn, WSGIServer):
+        """A thread per connection (as ``optuna-dashboard``'s own server): a browser's
+        idle pre-opened socket does not hold up the page's other requests."""
+
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
 
     class QuietHandler(WSGIRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
