@@ -304,7 +304,7 @@ def test_a_retried_trial_resumes_keeps_its_reports_and_ends_as_an_uninterrupted_
 
     done = study.trials[1]
     assert done.state == TrialState.COMPLETE
-    assert done.user_attrs["resumed_from_epoch"] == stop_epoch - 1
+    assert done.user_attrs["resumed_from_epoch"] == stop_epoch - 1, stop_epoch
     assert done.value == expected.value
     assert done.intermediate_values == expected.intermediate_values  # the earlier reports kept
     for key in ("val_metric_curve", "train_loss_curve", "val_loss_curve", "best_epoch"):

@@ -60,7 +60,7 @@ def test_sigkill_mid_trial_resumes_from_the_checkpoint_with_the_same_result(
     os.kill(process.pid, signal.SIGKILL)
     finish(process, timeout=60)
     saved = _checkpointed_epoch(url)
-    assert saved >= at
+    assert saved >= at, f"killed at epoch {at}, saved {saved}"
 
     code, _, err = finish(start(argv))  # the same command again
     assert code == 0, err

@@ -63,7 +63,9 @@ def test_unclaimed_trial_is_swept_by_age(sqlite_url: str) -> None:
 
 
 def test_trial_whose_heartbeat_stopped_is_failed_and_retried(sqlite_url: str) -> None:
-    storage = open_storage(sqlite_url, heartbeat_interval=1, grace_period=1)
+    # a grace of 2 s: SQLite stamps heartbeats in whole seconds, so 1 s could pass for
+    # stale after a pause of just over a second between the claim and the first check
+    storage = open_storage(sqlite_url, heartbeat_interval=1, grace_period=2)
     study = optuna.create_study(storage=storage, study_name="s")
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     claim_trial(trial)  # records the first heartbeat
@@ -71,7 +73,7 @@ def test_trial_whose_heartbeat_stopped_is_failed_and_retried(sqlite_url: str) ->
     worker["host"] = "another-machine"  # its pid says nothing here: only the heartbeat counts
     storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker)
     assert recover_dead_trials(study) == []  # beating recently
-    time.sleep(2.5)
+    time.sleep(3.5)
     orphans = find_orphans(study)
     assert [(o.number, o.reason) for o in orphans] == [(0, "its worker's heartbeat stopped")]
     assert study.trials[0].state == TrialState.RUNNING  # find_orphans only reads

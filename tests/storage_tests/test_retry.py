@@ -13,22 +13,32 @@ import sqlalchemy.exc
 from stagetune.storage import open_storage, transient_kind
 
 
-def hold_write_lock(db: Path, seconds: float) -> threading.Thread:
-    """An outside connection that takes SQLite's write lock and keeps it ``seconds``."""
-    locked = threading.Event()
+class WriteLock(threading.Thread):
+    """An outside connection that takes SQLite's write lock and keeps it ``seconds``;
+    ``releasing`` is when it began to let go (no one else can write before)."""
 
-    def hold() -> None:
-        outside = sqlite3.connect(db, timeout=10, isolation_level=None)
+    def __init__(self, db: Path, seconds: float) -> None:
+        super().__init__()
+        self.db, self.seconds = db, seconds
+        self.locked = threading.Event()
+        self.releasing = float("inf")
+
+    def run(self) -> None:
+        outside = sqlite3.connect(self.db, timeout=10, isolation_level=None)
         outside.execute("BEGIN IMMEDIATE")
-        locked.set()
-        time.sleep(seconds)
+        self.locked.set()
+        time.sleep(self.seconds)
+        self.releasing = time.monotonic()
         outside.execute("COMMIT")
         outside.close()
 
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert locked.wait(10)
-    return thread
+
+def hold_write_lock(db: Path, seconds: float) -> WriteLock:
+    """Take SQLite's write lock from outside for ``seconds`` (returns once it is held)."""
+    holder = WriteLock(db, seconds)
+    holder.start()
+    assert holder.locked.wait(10)
+    return holder
 
 
 def test_busy_sqlite_is_retried_until_the_lock_is_free(
@@ -40,12 +50,11 @@ def test_busy_sqlite_is_retried_until_the_lock_is_free(
     trial_id = storage.create_new_trial(study._study_id)
 
     holder = hold_write_lock(db, 1.5)  # 15x the busy timeout
-    started = time.monotonic()
     storage.set_trial_system_attr(trial_id, "written", True)  # not held back: written now
-    waited = time.monotonic() - started
+    returned = time.monotonic()
     holder.join()
 
-    assert waited >= 1.0  # it waited for the lock instead of failing
+    assert returned >= holder.releasing  # it waited for the lock instead of failing
     assert storage.get_trial(trial_id).system_attrs == {"written": True}
     assert "database is busy (locked) during set_trial_system_attr; retrying" in caplog.text
 
