@@ -145,18 +145,27 @@ FRESH = 0.25
 
 
 def fresh_trials(
-    url: str, name: str, *, pid: int | None = None, stages: Sequence[str] = STAGES
+    url: str,
+    name: str,
+    *,
+    pid: int | None = None,
+    stages: Sequence[str] = STAGES,
+    reporting: bool = False,
+    within: float = FRESH,
 ) -> list[tuple[str, FrozenTrial]]:
-    """The running trials (of worker ``pid``, or any) that started under ``FRESH``
-    seconds ago, with their stages."""
+    """The running trials (of worker ``pid``, or any) that started under ``within``
+    seconds ago, with their stages; with ``reporting``, only those that have reported an
+    epoch (the first report is written at once): their worker has left the claim, and
+    the search lock, behind it."""
     now = datetime.now()  # Optuna stamps datetime_start with the local clock
     return [
         (stage, t)
         for stage, study in studies(url, name, stages).items()
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if t.datetime_start is not None
-        and (now - t.datetime_start).total_seconds() < FRESH
+        and (now - t.datetime_start).total_seconds() < within
         and (pid is None or t.system_attrs.get(WORKER_ATTR, {}).get("pid") == pid)
+        and (t.intermediate_values or not reporting)
     ]
 
 

@@ -96,10 +96,11 @@ def resumed_at_exit(process: subprocess.Popen[str]) -> Iterator[None]:
             os.killpg(process.pid, signal.SIGCONT)
 
 
-def fresh_trial_of(url: str, name: str, host: str) -> Any:
-    """``(stage, trial)`` of a RUNNING trial that a worker on ``host`` started under
-    ``FRESH`` seconds ago (most of its training ahead), or ``None``."""
-    for stage, trial in fresh_trials(url, name):
+def training_trial_of(url: str, name: str, host: str) -> Any:
+    """``(stage, trial)`` of a RUNNING trial of a worker on ``host`` that has reported its
+    first epoch (its claim, and the search lock, are behind it) and started under a
+    second ago (most of its 100 epochs ahead), or ``None``."""
+    for stage, trial in fresh_trials(url, name, reporting=True, within=1.0):
         if trial.system_attrs.get(WORKER_ATTR, {}).get("host") == host:
             return stage, trial
     return None
@@ -121,9 +122,9 @@ def test_a_frozen_worker_on_another_host_is_retried_and_its_late_result_is_dropp
     other = start_worker(argv, host=OTHER_HOST)
     with resumed_at_exit(other):
         stage, frozen = wait_until(
-            lambda: fresh_trial_of(url, "frozen", OTHER_HOST),
+            lambda: training_trial_of(url, "frozen", OTHER_HOST),
             process=other,
-            what="the other host's worker to start a trial",
+            what="the other host's worker to start training a trial",
             timeout=180,
         )
         assert frozen.system_attrs[WORKER_ATTR]["host"] == OTHER_HOST
@@ -179,13 +180,13 @@ def test_a_worker_whose_connections_are_cut_mid_trial_loses_nothing(url: str) ->
     other = start_worker(worker_argv(url, "cut", trials=budget, epochs=epochs))
     cuts = 0
     for _ in range(3):  # three times, each while the victim trains a trial
-        # one it has just started: a cut while it tells or claims would end it (those
-        # steps are not retried after a lost connection), and its reports would not
-        # tell how far it is: they reach the database up to a second late
+        # one it has just started to train: a cut while it tells or claims would end it
+        # (those steps are not retried after a lost connection), and a trial seen by its
+        # later reports could be about to end: they reach the database up to a second late
         wait_until(
-            lambda: fresh_trial_of(url, "cut", OTHER_HOST),
+            lambda: training_trial_of(url, "cut", OTHER_HOST),
             process=victim,
-            what="the victim to start a trial",
+            what="the victim to start training a trial",
             timeout=180,
         )
         cuts += _terminate_backends(url, "stagetune-victim")
