@@ -130,10 +130,12 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def running_trials(url: str, name: str) -> list[tuple[str, FrozenTrial]]:
+def running_trials(
+    url: str, name: str, stages: Sequence[str] = STAGES
+) -> list[tuple[str, FrozenTrial]]:
     return [
         (stage, trial)
-        for stage, study in studies(url, name).items()
+        for stage, study in studies(url, name, stages).items()
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     ]
 
@@ -160,8 +162,7 @@ def fresh_trials(
     now = datetime.now()  # Optuna stamps datetime_start with the local clock
     return [
         (stage, t)
-        for stage, study in studies(url, name, stages).items()
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        for stage, t in running_trials(url, name, stages)
         if t.datetime_start is not None
         and (now - t.datetime_start).total_seconds() < within
         and (pid is None or t.system_attrs.get(WORKER_ATTR, {}).get("pid") == pid)
