@@ -43,14 +43,22 @@ INTERRUPTED_ATTR = TrialSystemAttr.INTERRUPTED
 DEFAULT_MAX_AGE = timedelta(seconds=30)
 
 
-def _process_start(pid: int) -> str | None:
-    """Start time of a process in clock ticks since boot (Linux), to tell reused PIDs apart."""
+def _process_stat(pid: int) -> tuple[str, str] | None:
+    """``(state, start)`` of a process (Linux ``/proc/PID/stat``): its state letter
+    (``Z`` for a zombie) and its start time in clock ticks since boot, which tells
+    reused PIDs apart; ``None`` where there is no such process or no ``/proc``."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
-        return fields[19]
+        return fields[0], fields[19]
     except (OSError, IndexError):
         return None
+
+
+def _process_start(pid: int) -> str | None:
+    """Start time of a process in clock ticks since boot (Linux), to tell reused PIDs apart."""
+    stat = _process_stat(pid)
+    return None if stat is None else stat[1]
 
 
 @cache
@@ -111,8 +119,17 @@ def _is_dead_local(worker: dict[str, Any]) -> bool:
         return True
     except PermissionError:
         return False
+    stat = _process_stat(pid)
+    if stat is None:
+        return False  # no /proc here: os.kill says it runs
+    state, started = stat
+    # A zombie has ended, but the program that started it has not waited for it yet
+    # (a script's ``subprocess.Popen``, a parent that is busy or stopped): its trial
+    # will not finish, and its pid stays taken until then.
+    if state in ("Z", "X"):
+        return True
     start = worker.get("start")
-    return start is not None and _process_start(pid) not in (None, start)
+    return start is not None and started != start
 
 
 def claim_trial(trial: optuna.Trial) -> None:

@@ -132,3 +132,42 @@ def test_an_old_run_without_heartbeat_is_swept_by_age_on_resume(
     assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert result.stages[0].finished == 3
     assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def test_trial_of_a_local_zombie_is_failed_and_retried(sqlite_url: str) -> None:
+    """A worker that died but was not waited for is dead, though its pid still answers."""
+    storage = open_storage(sqlite_url)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 60
+        while _state(zombie.pid) != "Z":  # ended, not yet waited for
+            assert time.monotonic() < deadline, "the child did not end within 60 s"
+            time.sleep(0.01)
+        claim_trial(trial)
+        worker = dict(study.trials[0].system_attrs[WORKER_ATTR])
+        worker["pid"] = zombie.pid
+        worker["start"] = _start(zombie.pid)
+        storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker)
+
+        orphans = find_orphans(study)
+        assert [o.number for o in orphans] == [0]
+        assert f"pid {zombie.pid} on this machine" in orphans[0].reason
+        assert recover_dead_trials(study) == [0]
+        assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
+    finally:
+        zombie.wait(timeout=60)
+
+
+def _stat_fields(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
+def _state(pid: int) -> str:
+    return _stat_fields(pid)[0]
+
+
+def _start(pid: int) -> str:
+    return _stat_fields(pid)[19]
