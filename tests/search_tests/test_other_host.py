@@ -194,7 +194,7 @@ def test_a_worker_whose_connections_are_cut_mid_trial_loses_nothing(url: str) ->
         if found is True:  # the victim ended: the search is done
             break
         if not _terminate_backends(url, "stagetune-victim"):
-            continue  # the trial's connection was idle and closed: no cut this time
+            continue  # no connection of the victim was open: nothing was cut
         cut_trials.append(found[1].number)
         if other is None:
             other = start_worker(worker_argv(url, "cut", trials=budget, epochs=epochs))
