@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from stagetune.search import StagedSearch
 from stagetune.spaces import default_plan
 from stagetune.storage import INTERRUPTED_ATTR, WORKER_ATTR
+from stagetune.storage._recovery import _process_stat
 from tests.conftest import StorageSupplier
 from tests.search_tests.nothing_lost import (
     STAGES,
@@ -52,11 +53,8 @@ def wait_until_both_mid_trial(
 
 def _alive(pid: int) -> bool:
     """Whether process ``pid`` still runs (a zombie no longer does)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    stat = _process_stat(pid)
+    return stat is not None and stat[0] != "Z"
 
 
 def all_trials(url: str, name: str) -> list[Any]:

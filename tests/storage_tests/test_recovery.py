@@ -18,7 +18,9 @@ from stagetune.storage import (
     find_orphans,
     open_storage,
     recover_dead_trials,
+    worker_identity,
 )
+from stagetune.storage._recovery import _process_stat
 
 # These tests create RUNNING trials with study.ask() to stand for a worker's.
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
@@ -142,14 +144,10 @@ def test_trial_of_a_local_zombie_is_failed_and_retried(sqlite_url: str) -> None:
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
         deadline = time.monotonic() + 60
-        while _state(zombie.pid) != "Z":  # ended, not yet waited for
+        while (_process_stat(zombie.pid) or ("",))[0] != "Z":  # ended, not yet waited for
             assert time.monotonic() < deadline, "the child did not end within 60 s"
             time.sleep(0.01)
-        claim_trial(trial)
-        worker = dict(study.trials[0].system_attrs[WORKER_ATTR])
-        worker["pid"] = zombie.pid
-        worker["start"] = _start(zombie.pid)
-        storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker)
+        storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_identity(zombie.pid))
 
         orphans = find_orphans(study)
         assert [o.number for o in orphans] == [0]
@@ -158,16 +156,3 @@ def test_trial_of_a_local_zombie_is_failed_and_retried(sqlite_url: str) -> None:
         assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
     finally:
         zombie.wait(timeout=60)
-
-
-def _stat_fields(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        return stat.read().rsplit(")", 1)[1].split()
-
-
-def _state(pid: int) -> str:
-    return _stat_fields(pid)[0]
-
-
-def _start(pid: int) -> str:
-    return _stat_fields(pid)[19]
